@@ -1,0 +1,119 @@
+"""Validated scan coordinates with a lazily built, reusable neighbour tree."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+__all__ = ["NeighborIndex", "as_neighbor_index", "validate_coords"]
+
+log = logging.getLogger(__name__)
+
+
+def validate_coords(coords, name: str = "coords") -> np.ndarray:
+    """Return ``coords`` as a C-contiguous float64 ``(M, 2)`` array.
+
+    Raises ``TypeError`` for non-numeric input and ``ValueError`` for a wrong
+    shape, no points, or non-finite values (naming the first bad row).
+    """
+    arr = np.asarray(coords)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
+                                   and not np.issubdtype(arr.dtype, np.complexfloating)):
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(f"{name} must have shape (M, 2), got {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} must contain at least one point, got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    finite = np.isfinite(arr).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise ValueError(f"{name} must be finite: {bad.size} non-finite point(s), "
+                         f"first at index {bad[0]}: {tuple(arr[bad[0]])}")
+    return arr
+
+
+class NeighborIndex:
+    """Scan positions frozen together with their k-d tree.
+
+    The coordinates are copied and made read-only, so a tree can never go
+    stale: build one index per coordinate set and pass it to any strategy's
+    ``group`` as many times as needed.
+
+    Parameters
+    ----------
+    coords : array_like of shape (M, 2)
+        Finite scan positions.
+    """
+
+    def __init__(self, coords):
+        arr = validate_coords(coords)
+        if arr is coords or getattr(arr, "base", None) is not None:
+            arr = arr.copy()
+        arr.flags.writeable = False
+        self._coords = arr
+        self._tree = None
+
+    @property
+    def coords(self) -> np.ndarray:
+        """Read-only ``(M, 2)`` float64 positions."""
+        return self._coords
+
+    @property
+    def n_points(self) -> int:
+        return self._coords.shape[0]
+
+    @property
+    def tree_built(self) -> bool:
+        return self._tree is not None
+
+    @property
+    def tree(self) -> cKDTree:
+        """The k-d tree, built on first use.
+
+        Unbalanced, uncompacted nodes build about 3x faster on scan grids and
+        return the same neighbours.
+        """
+        if self._tree is None:
+            log.debug("building cKDTree over %d points", self.n_points)
+            self._tree = cKDTree(self._coords, balanced_tree=False, compact_nodes=False)
+        return self._tree
+
+    def neighbors(self, seeds: np.ndarray, k: int) -> np.ndarray:
+        """The ``k`` nearest neighbours of each seed, nearest first, seed excluded.
+
+        The seed is removed by index, not by distance, so positions that occur
+        several times still count as each other's neighbours.
+
+        Parameters
+        ----------
+        seeds : ndarray of shape (m,)
+            Point indices.
+        k : int
+            At most ``n_points - 1``.
+
+        Returns
+        -------
+        ndarray of shape (m, k), dtype intp
+        """
+        seeds = np.asarray(seeds, dtype=np.intp)
+        if not 0 <= k < self.n_points:
+            raise ValueError(f"k must be in [0, {self.n_points - 1}], got {k}")
+        if k == 0:
+            return np.empty((seeds.size, 0), dtype=np.intp)
+        _, idx = self.tree.query(self._coords[seeds], k=k + 1, workers=-1)
+        idx = idx.astype(np.intp, copy=False)
+        drop = idx == seeds[:, None]
+        # Among more than k+1 coincident points the seed may not be returned at
+        # all; then all k+1 are at distance zero and the farthest one goes.
+        drop[~drop.any(axis=1), -1] = True
+        return idx[~drop].reshape(seeds.size, k)
+
+    def __repr__(self) -> str:
+        return f"NeighborIndex(n_points={self.n_points}, tree_built={self.tree_built})"
+
+
+def as_neighbor_index(coords) -> NeighborIndex:
+    """``coords`` itself if it is a :class:`NeighborIndex`, else a new one."""
+    return coords if isinstance(coords, NeighborIndex) else NeighborIndex(coords)

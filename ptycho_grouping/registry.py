@@ -1,0 +1,215 @@
+"""The one place that knows every grouping strategy.
+
+Strategies come from plugins: the built-in modules and every module named by
+an entry point in the group ``ptycho_grouping``, all through the hook
+``ptycho_grouping_strategies`` (see :mod:`ptycho_grouping.hookspecs`). A
+plugin that fails to import, raises, or returns something that is not a
+strategy is reported with a warning and skipped; the built-ins always load.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+import threading
+import warnings
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Type
+
+import pluggy
+
+from . import hookspecs
+from .strategy import GroupingStrategy
+
+__all__ = [
+    "DEFAULT_STRATEGY",
+    "ENTRY_POINT_GROUP",
+    "PluginWarning",
+    "StrategyInfo",
+    "StrategyRegistry",
+    "get_strategy",
+    "list_strategies",
+    "reload",
+]
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
+DEFAULT_STRATEGY = "sample_then_group"
+BUILTIN_SOURCE = "built-in"
+
+# Plugin name -> module of the strategies shipped with this package. They are
+# also declared as entry points in pyproject.toml; registering them here first
+# keeps a source checkout working without installed metadata.
+_BUILTIN_PLUGINS = {
+    "sample_then_group": "ptycho_grouping.sample_then_group",
+}
+
+
+class PluginWarning(UserWarning):
+    """A strategy plugin could not be used and was skipped."""
+
+
+@dataclass(frozen=True)
+class StrategyInfo:
+    """A registered strategy: its name, class, where it came from."""
+
+    name: str
+    cls: Type[GroupingStrategy]
+    source: str
+    plugin: str
+
+    @property
+    def deprecated(self) -> bool:
+        return bool(self.cls.deprecated)
+
+    @property
+    def summary(self) -> str:
+        return self.cls.summary
+
+
+class StrategyRegistry:
+    """A pluggy plugin manager and the strategies its plugins contribute."""
+
+    def __init__(self, *, load_entry_points: bool = True):
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self._sources: Dict[str, str] = {}
+        for plugin_name, module in _BUILTIN_PLUGINS.items():
+            self._register_module(plugin_name, module, BUILTIN_SOURCE)
+        if load_entry_points:
+            self._load_entry_points()
+        self._strategies: Optional[Dict[str, StrategyInfo]] = None
+
+    def _register_module(self, plugin_name: str, module: str, source: str) -> None:
+        try:
+            plugin = importlib.import_module(module)
+        except Exception as exc:  # a broken plugin must not break the others
+            self._skip(plugin_name, source, f"failed to import {module!r}: {exc!r}")
+            return
+        self.register(plugin, plugin_name, source)
+
+    def _load_entry_points(self) -> None:
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if self.pm.get_plugin(ep.name) is not None or self.pm.is_blocked(ep.name):
+                continue  # a built-in, already registered above
+            dist = getattr(ep, "dist", None)
+            source = dist.name if dist is not None else ep.value
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                self._skip(ep.name, source, f"failed to load entry point {ep.value!r}: {exc!r}")
+                continue
+            self.register(plugin, ep.name, source)
+
+    def register(self, plugin, name: str, source: str = "registered at run time") -> None:
+        """Register a plugin object (module or instance with the hook)."""
+        try:
+            self.pm.register(plugin, name=name)
+        except Exception as exc:
+            self._skip(name, source, f"could not be registered: {exc}")
+            return
+        self._sources[name] = source
+        self._strategies = None
+
+    @staticmethod
+    def _skip(plugin_name: str, source: str, why: str) -> None:
+        msg = f"grouping plugin {plugin_name!r} ({source}) skipped: {why}"
+        log.warning(msg)
+        warnings.warn(msg, PluginWarning, stacklevel=3)
+
+    def _collect(self) -> Dict[str, StrategyInfo]:
+        found: Dict[str, StrategyInfo] = {}
+        # Each implementation is called on its own so that one failing
+        # plugin is attributed by name and does not hide the others.
+        for impl in self.pm.hook.ptycho_grouping_strategies.get_hookimpls():
+            plugin_name = impl.plugin_name
+            source = self._sources.get(plugin_name, "unknown")
+            try:
+                result = impl.function()
+            except Exception as exc:
+                self._skip(plugin_name, source, f"hook raised {exc!r}")
+                continue
+            if not isinstance(result, (list, tuple)):
+                self._skip(plugin_name, source,
+                           f"hook returned {type(result).__name__}, expected a list of "
+                           "GroupingStrategy subclasses")
+                continue
+            for cls in result:
+                if not (isinstance(cls, type) and issubclass(cls, GroupingStrategy)):
+                    self._skip(plugin_name, source,
+                               f"{cls!r} is not a GroupingStrategy subclass")
+                    continue
+                name = getattr(cls, "name", None)
+                if not isinstance(name, str) or not name:
+                    self._skip(plugin_name, source, f"{cls.__name__} has no string 'name'")
+                    continue
+                if name in found:
+                    other = found[name]
+                    raise ValueError(
+                        f"strategy name {name!r} is registered twice: by {other.cls.__qualname__} "
+                        f"from plugin {other.plugin!r} ({other.source}) and by "
+                        f"{cls.__qualname__} from plugin {plugin_name!r} ({source})")
+                found[name] = StrategyInfo(name, cls, source, plugin_name)
+        return found
+
+    @property
+    def strategies(self) -> Dict[str, StrategyInfo]:
+        if self._strategies is None:
+            self._strategies = self._collect()
+        return self._strategies
+
+    def list(self) -> List[StrategyInfo]:
+        """Registered strategies, sorted by name."""
+        return [self.strategies[k] for k in sorted(self.strategies)]
+
+    def get(self, name: Optional[str] = None) -> GroupingStrategy:
+        """A new instance of the strategy called ``name`` (default if None)."""
+        if name is None:
+            name = DEFAULT_STRATEGY
+        if not isinstance(name, str):
+            raise TypeError(f"grouping_strategy must be a string, got {name!r}")
+        try:
+            info = self.strategies[name]
+        except KeyError:
+            known = ", ".join(sorted(self.strategies)) or "none"
+            raise ValueError(f"unknown grouping_strategy {name!r}; registered strategies: "
+                             f"{known}") from None
+        return info.cls()
+
+
+_lock = threading.Lock()
+_default: Optional[StrategyRegistry] = None
+
+
+def default_registry() -> StrategyRegistry:
+    """The process-wide registry, built on first use."""
+    global _default
+    with _lock:
+        if _default is None:
+            _default = StrategyRegistry()
+        return _default
+
+
+def reload() -> StrategyRegistry:
+    """Rebuild the process-wide registry (after installing a plugin)."""
+    global _default
+    with _lock:
+        _default = StrategyRegistry()
+        return _default
+
+
+def get_strategy(name: Optional[str] = None) -> GroupingStrategy:
+    """The strategy registered as ``name``; ``None`` gives the default.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name; the message lists the registered names.
+    """
+    return default_registry().get(name)
+
+
+def list_strategies() -> List[StrategyInfo]:
+    """Every registered strategy with its source, sorted by name."""
+    return default_registry().list()
