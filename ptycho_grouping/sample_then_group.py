@@ -192,24 +192,24 @@ def _replace_duplicate_sets(groups, pool_idx, rng, sequential: bool) -> np.ndarr
     pool = pool_idx.shape[1]
     seen = {tuple(row) for row in keys[first]}
     groups = groups.copy()
+    all_combos = np.array(list(itertools.combinations(range(pool), c - 1)), dtype=np.intp)
     for g in dup:
         seed = groups[g, 0]
-        combos = list(itertools.combinations(range(pool), c - 1))
-        if not sequential:
-            combos = [combos[i] for i in rng.permutation(len(combos))]
+        combos = all_combos if sequential else all_combos[rng.permutation(len(all_combos))]
         for combo in combos:
-            row = np.concatenate([[seed], pool_idx[seed, list(combo)]])
+            row = np.concatenate([[seed], pool_idx[seed, combo]])
             key = tuple(np.sort(row))
             if key not in seen:
                 seen.add(key)
                 groups[g] = row
                 break
         else:
+            use = np.bincount(groups[:, 0])
             raise ValueError(
-                f"n_groups={len(groups)} exceeds the "
-                f"{_count_distinct_sets(pool_idx, c)} distinct groups available from "
-                f"these points with a pool of {pool} neighbours; lower n_groups or "
-                "raise neighbor_pool_size")
+                f"could not draw n_groups={len(groups)} distinct groups with every point "
+                f"a seed {use.min()} or {use.max()} times: these points offer "
+                f"{_count_distinct_sets(pool_idx, c)} distinct groups in all with a pool "
+                f"of {pool} neighbours; lower n_groups or raise neighbor_pool_size")
     return groups
 
 

@@ -1,0 +1,176 @@
+"""The pluggy registry: built-ins, third-party entry points, broken plugins."""
+import importlib
+import importlib.metadata
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from ptycho_grouping import GroupingRequest, GroupingStrategy, registry
+from ptycho_grouping.registry import PluginWarning, StrategyRegistry
+from ptycho_grouping.sample_then_group import SampleThenGroup
+
+PLUGIN_SOURCE = '''
+import numpy as np
+from ptycho_grouping import GroupingStrategy, hookimpl
+
+class EveryOther(GroupingStrategy):
+    """Deterministic toy strategy: seeds 0, 2, 4, ... with their nearest neighbours."""
+    name = "every_other"
+    summary = "toy strategy from a test plugin"
+
+    def _group(self, index, request):
+        seeds = np.arange(0, 2 * request.n_groups, 2) % index.n_points
+        members = index.neighbors(seeds, request.group_size - 1)
+        return np.column_stack([seeds, members])
+
+@hookimpl
+def ptycho_grouping_strategies():
+    return [EveryOther]
+'''
+
+
+def install_fake_distribution(tmp_path, monkeypatch, dist, modules, entry_points):
+    """Make a distribution visible to importlib.metadata, as pip would.
+
+    ``modules`` maps module name to source; ``entry_points`` maps entry-point
+    name to its target in the ``ptycho_grouping`` group.
+    """
+    site = tmp_path / "site"
+    site.mkdir()
+    for name, source in modules.items():
+        (site / f"{name}.py").write_text(textwrap.dedent(source))
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    info = site / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[ptycho_grouping]\n{lines}\n")
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    return site
+
+
+def test_builtin_default_is_registered_through_the_hook():
+    infos = {i.name: i for i in registry.list_strategies()}
+    info = infos["sample_then_group"]
+    assert info.cls is SampleThenGroup
+    assert info.source == "built-in"
+    assert info.deprecated is False
+    assert isinstance(registry.get_strategy(), SampleThenGroup)
+    assert isinstance(registry.get_strategy(None), SampleThenGroup)
+
+
+def test_builtin_is_declared_as_an_entry_point_like_any_plugin():
+    eps = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="ptycho_grouping")}
+    assert eps.get("sample_then_group") == "ptycho_grouping.sample_then_group"
+
+
+def test_third_party_entry_point_is_discovered_and_selectable(tmp_path, monkeypatch):
+    install_fake_distribution(tmp_path, monkeypatch, "ptg-toy-plugin",
+                              {"ptg_toy_plugin": PLUGIN_SOURCE},
+                              {"every_other": "ptg_toy_plugin"})
+    reg = StrategyRegistry()
+    info = {i.name: i for i in reg.list()}["every_other"]
+    assert info.source == "ptg-toy-plugin"
+    assert info.summary == "toy strategy from a test plugin"
+    xy = np.column_stack([np.arange(10.0), np.zeros(10)])
+    groups = reg.get("every_other").group(xy, GroupingRequest(n_groups=3, group_size=2, neighbors=2))
+    # Seeds 0, 2, 4, each with one of its (tied) nearest neighbours on the line.
+    assert np.array_equal(groups[:, 0], [0, 2, 4])
+    assert (np.abs(groups[:, 1] - groups[:, 0]) == 1).all()
+    # The process-wide registry picks it up after a reload.
+    monkeypatch.setattr(registry, "_default", None)
+    assert type(registry.get_strategy("every_other")).__name__ == "EveryOther"
+    monkeypatch.setattr(registry, "_default", None)
+
+
+def test_plugin_that_fails_to_import_is_skipped_with_a_warning(tmp_path, monkeypatch):
+    install_fake_distribution(tmp_path, monkeypatch, "ptg-broken",
+                              {"ptg_broken": "raise ImportError('missing dependency xyz')\n"},
+                              {"broken": "ptg_broken"})
+    with pytest.warns(PluginWarning, match=r"'broken' \(ptg-broken\) skipped: failed to load .*xyz"):
+        reg = StrategyRegistry()
+    assert "sample_then_group" in reg.strategies
+    assert "broken" not in reg.strategies
+
+
+@pytest.mark.parametrize("body, why", [
+    ("return [object]", "is not a GroupingStrategy subclass"),
+    ("return SampleThenGroup()", "hook returned SampleThenGroup, expected a list"),
+    ("raise RuntimeError('boom')", "hook raised RuntimeError"),
+    ("return [Nameless]", "has no string 'name'"),
+])
+def test_plugin_returning_garbage_is_skipped(tmp_path, monkeypatch, body, why):
+    source = f'''
+from ptycho_grouping import GroupingStrategy, hookimpl
+from ptycho_grouping.sample_then_group import SampleThenGroup
+
+class Nameless(GroupingStrategy):
+    def _group(self, index, request):
+        return None
+
+@hookimpl
+def ptycho_grouping_strategies():
+    {body}
+'''
+    install_fake_distribution(tmp_path, monkeypatch, "ptg-garbage",
+                              {"ptg_garbage": source}, {"garbage": "ptg_garbage"})
+    reg = StrategyRegistry()
+    with pytest.warns(PluginWarning, match=rf"'garbage' \(ptg-garbage\) skipped: .*{why}"):
+        names = [i.name for i in reg.list()]
+    assert "sample_then_group" in names
+
+
+def test_duplicate_names_are_an_error_naming_both_sources(tmp_path, monkeypatch):
+    source = '''
+from ptycho_grouping import GroupingStrategy, hookimpl
+
+class Impostor(GroupingStrategy):
+    name = "sample_then_group"
+    def _group(self, index, request):
+        return None
+
+@hookimpl
+def ptycho_grouping_strategies():
+    return [Impostor]
+'''
+    install_fake_distribution(tmp_path, monkeypatch, "ptg-impostor",
+                              {"ptg_impostor": source}, {"impostor": "ptg_impostor"})
+    reg = StrategyRegistry()
+    with pytest.raises(ValueError, match=r"'sample_then_group' is registered twice: by SampleThenGroup "
+                                         r"from plugin 'sample_then_group' \(built-in\) and by "
+                                         r"Impostor from plugin 'impostor' \(ptg-impostor\)"):
+        reg.get("sample_then_group")
+
+
+def test_registry_without_entry_points_still_has_builtins():
+    reg = StrategyRegistry(load_entry_points=False)
+    assert isinstance(reg.get("sample_then_group"), SampleThenGroup)
+
+
+def test_runtime_registration_of_a_plugin_object():
+    class Reverse(GroupingStrategy):
+        name = "reverse_seeds"
+
+        def _group(self, index, request):
+            return np.arange(index.n_points)[::-1][:request.n_groups, None]
+
+    class Plugin:
+        @staticmethod
+        @registry.hookspecs.hookimpl
+        def ptycho_grouping_strategies():
+            return [Reverse]
+
+    reg = StrategyRegistry(load_entry_points=False)
+    reg.register(Plugin(), "reverse")
+    info = {i.name: i for i in reg.list()}["reverse_seeds"]
+    assert info.source == "registered at run time"
+    groups = reg.get("reverse_seeds").group(np.zeros((4, 2)), GroupingRequest(n_groups=2))
+    assert groups[:, 0].tolist() == [3, 2]
+
+
+def test_grouping_strategy_name_must_be_a_string():
+    with pytest.raises(TypeError, match="grouping_strategy must be a string, got 3"):
+        registry.get_strategy(3)
