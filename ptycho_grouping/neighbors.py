@@ -26,9 +26,8 @@ def validate_coords(coords, name: str = "coords") -> np.ndarray:
     if arr.shape[0] == 0:
         raise ValueError(f"{name} must contain at least one point, got shape {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=np.float64)
-    finite = np.isfinite(arr).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
+    if not np.isfinite(arr).all():  # fast path; the row search only on failure
+        bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
         raise ValueError(f"{name} must be finite: {bad.size} non-finite point(s), "
                          f"first at index {bad[0]}: {tuple(arr[bad[0]])}")
     return arr
