@@ -9,10 +9,10 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import warnings
 
 import numpy as np
 
+from ._warnings import warn
 from .hookspecs import hookimpl
 from .neighbors import NeighborIndex
 from .strategy import GroupingRequest, GroupingStrategy
@@ -53,9 +53,8 @@ class SampleThenGroup(GroupingStrategy):
 
         if c == 1:
             if n > n_points:
-                warnings.warn(f"n_groups={n} exceeds the number of scan points ({n_points}) "
-                              f"for group_size=1; returning {n_points} groups",
-                              UserWarning, stacklevel=3)
+                warn(f"n_groups={n} exceeds the number of scan points ({n_points}) "
+                     f"for group_size=1; returning {n_points} groups")
                 n = n_points
             return self._seeds(rng, n_points, n, request.sequential)[:, None]
 
@@ -124,8 +123,7 @@ class SampleThenGroup(GroupingStrategy):
 def _effective_k(k: int, n_points: int, name: str) -> int:
     """Clamp a neighbour count to the ``n_points - 1`` other points there are."""
     if k > n_points - 1:
-        warnings.warn(f"{name}={k} exceeds the {n_points - 1} other scan points; "
-                      f"using {n_points - 1}", UserWarning, stacklevel=4)
+        warn(f"{name}={k} exceeds the {n_points - 1} other scan points; using {n_points - 1}")
         return n_points - 1
     return k
 

@@ -1,0 +1,322 @@
+"""RawData: scan positions, diffraction patterns, probe and object, and grouping.
+
+A drop-in for PtychoPINN's ``ptycho.raw_data.RawData``. ``generate_grouped_data``
+has one code path for every gridsize: it asks the strategy registry for the
+configured strategy, gets ``(B, C)`` group indices, and gathers the arrays
+PtychoPINN consumers read.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import numpy as np
+
+from ptycho_grouping import GroupingRequest, NeighborIndex, get_strategy
+from ptycho_grouping.npz_io import atomic_savez, load_npz
+from ptycho_grouping.registry import DEFAULT_STRATEGY
+from ptycho_grouping.strategy import check_positive_int
+
+from . import params
+from .patches import extract_patches
+
+__all__ = ["RawData", "REQUIRED_KEYS", "OPTIONAL_KEYS"]
+
+log = logging.getLogger(__name__)
+
+#: NPZ members a dataset file must have.
+REQUIRED_KEYS = ("xcoords", "ycoords", "diff3d", "probeGuess")
+#: NPZ members that may be missing, and what stands in for them.
+OPTIONAL_KEYS = {
+    "xcoords_start": "xcoords",
+    "ycoords_start": "ycoords",
+    "scan_index": "zeros(M, int64)",
+    "objectGuess": "None",
+    "Y": "None",
+}
+
+# Old module-level functions, kept importable for one transition period by a
+# shim that warns and forwards to the legacy strategy (see ptycho._deprecated).
+_DEPRECATED = ("group_coords", "get_neighbor_diffraction_and_positions", "get_neighbor_indices",
+               "sample_rows", "get_neighbor_self_indices", "calculate_relative_coords")
+
+
+def __getattr__(name):
+    if name in _DEPRECATED:
+        from . import _deprecated
+        return getattr(_deprecated, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _coordinate(name: str, value, length: Optional[int] = None) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if length is not None and arr.shape[0] != length:
+        raise ValueError(f"{name} has {arr.shape[0]} entries but xcoords has {length}")
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise TypeError(f"{name} must be real numbers, got dtype {arr.dtype}")
+    if not np.isfinite(arr).all():
+        bad = np.flatnonzero(~np.isfinite(arr))
+        raise ValueError(f"{name} must be finite: {bad.size} non-finite value(s), "
+                         f"first at index {bad[0]}: {arr[bad[0]]}")
+    return arr
+
+
+class RawData:
+    """A ptychography scan: positions, patterns, probe, optional object.
+
+    Parameters
+    ----------
+    xcoords, ycoords : array_like of shape (M,)
+        Scan positions (pixels).
+    xcoords_start, ycoords_start : array_like of shape (M,)
+        Start positions (PtychoPINN keeps both; often equal to the above).
+    diff3d : array_like of shape (M, N, N)
+        Diffraction amplitudes, one square pattern per position.
+    probeGuess : array_like of shape (N, N)
+    scan_index : array_like of shape (M,)
+    objectGuess : array_like of shape (H, W), optional
+    Y : array_like of shape (M, N, N), optional
+        Ground-truth patches; used for the output ``Y`` when present.
+    norm_Y_I : optional
+        Kept for compatibility; not used by grouping.
+    """
+
+    def __init__(self, xcoords, ycoords, xcoords_start, ycoords_start, diff3d,
+                 probeGuess, scan_index, objectGuess=None, Y=None, norm_Y_I=None):
+        self.xcoords = _coordinate("xcoords", xcoords)
+        m = self.xcoords.shape[0]
+        if m == 0:
+            raise ValueError("xcoords must hold at least one scan position, got 0")
+        self.ycoords = _coordinate("ycoords", ycoords, m)
+        self.xcoords_start = _coordinate("xcoords_start", xcoords_start, m)
+        self.ycoords_start = _coordinate("ycoords_start", ycoords_start, m)
+        diff3d = np.asarray(diff3d)
+        if diff3d.ndim != 3:
+            raise ValueError(f"diff3d must be 3-D (M, N, N), got shape {diff3d.shape}")
+        if diff3d.shape[0] != m:
+            raise ValueError(f"diff3d has {diff3d.shape[0]} patterns but xcoords has {m} positions")
+        if diff3d.shape[1] != diff3d.shape[2]:
+            raise ValueError(f"diff3d patterns must be square, got {diff3d.shape[1]}x{diff3d.shape[2]}")
+        self.diff3d = diff3d
+        self.probeGuess = None if probeGuess is None else np.asarray(probeGuess)
+        self.scan_index = np.asarray(scan_index)
+        if self.scan_index.shape != (m,):
+            raise ValueError(f"scan_index must have shape ({m},), got {self.scan_index.shape}")
+        self.objectGuess = None if objectGuess is None else np.asarray(objectGuess)
+        if self.objectGuess is not None and self.objectGuess.ndim != 2:
+            raise ValueError(f"objectGuess must be 2-D, got shape {self.objectGuess.shape}")
+        self.Y = None if Y is None else np.asarray(Y)
+        if self.Y is not None and self.Y.shape[0] != m:
+            raise ValueError(f"Y has {self.Y.shape[0]} patches but xcoords has {m} positions")
+        self.norm_Y_I = norm_Y_I
+        self._index: Optional[NeighborIndex] = None
+
+    # -- construction and I/O ------------------------------------------------
+
+    @staticmethod
+    def from_coords_without_pc(xcoords, ycoords, diff3d, probeGuess, scan_index,
+                               objectGuess=None):
+        """RawData whose start coordinates equal the coordinates."""
+        return RawData(xcoords, ycoords, xcoords, ycoords, diff3d, probeGuess, scan_index,
+                       objectGuess)
+
+    @staticmethod
+    def from_file(path) -> "RawData":
+        """Load a PtychoPINN-style NPZ (``allow_pickle=False``).
+
+        Required members: ``xcoords ycoords diff3d probeGuess`` (``diffraction``
+        is accepted for ``diff3d``). Missing optional members default as in
+        :data:`OPTIONAL_KEYS`: start coordinates to the coordinates,
+        ``scan_index`` to zeros, ``objectGuess`` and ``Y`` to None.
+        """
+        data = load_npz(path)
+        if "diff3d" not in data and "diffraction" in data:
+            data["diff3d"] = data.pop("diffraction")
+        missing = [k for k in REQUIRED_KEYS if k not in data]
+        if missing:
+            raise ValueError(f"{path} lacks required key(s) {', '.join(missing)} "
+                             f"(found: {', '.join(sorted(data)) or 'none'})")
+        x, y = data["xcoords"], data["ycoords"]
+        scan_index = data.get("scan_index")
+        if scan_index is None:
+            scan_index = np.zeros(np.shape(x)[0] if np.ndim(x) else 0, dtype=np.int64)
+        return RawData(x, y, data.get("xcoords_start", x), data.get("ycoords_start", y),
+                       data["diff3d"], data["probeGuess"], scan_index,
+                       data.get("objectGuess"), data.get("Y"))
+
+    @staticmethod
+    def from_files(paths) -> "RawData":
+        """Concatenate several NPZ scans; probe and object come from the first."""
+        parts = [RawData.from_file(p) for p in paths]
+        if not parts:
+            raise ValueError("paths must name at least one file, got none")
+        cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+        return RawData(cat("xcoords"), cat("ycoords"), cat("xcoords_start"), cat("ycoords_start"),
+                       cat("diff3d"), parts[0].probeGuess, cat("scan_index"),
+                       parts[0].objectGuess)
+
+    def to_file(self, path) -> None:
+        """Write the NPZ that :meth:`from_file` reads, atomically (dtypes kept)."""
+        arrays = {
+            "xcoords": self.xcoords, "ycoords": self.ycoords,
+            "xcoords_start": self.xcoords_start, "ycoords_start": self.ycoords_start,
+            "diff3d": self.diff3d, "probeGuess": self.probeGuess, "scan_index": self.scan_index,
+            "objectGuess": self.objectGuess, "Y": self.Y,
+        }
+        atomic_savez(path, {k: v for k, v in arrays.items() if v is not None})
+
+    def __len__(self) -> int:
+        return self.xcoords.shape[0]
+
+    # -- grouping --------------------------------------------------------------
+
+    def _neighbor_index(self) -> NeighborIndex:
+        """The neighbour index of the current coordinates, reused while they hold.
+
+        Coordinates may have been reassigned or edited in place since the
+        index was built; comparing them with the index's frozen copy (two
+        array comparisons, a few ms at 10^6 points) keeps a stale tree out.
+        """
+        x = _coordinate("xcoords", self.xcoords)
+        y = _coordinate("ycoords", self.ycoords, x.shape[0])
+        if x.shape[0] != self.diff3d.shape[0]:
+            raise ValueError(f"xcoords has {x.shape[0]} positions but diff3d has "
+                             f"{self.diff3d.shape[0]} patterns")
+        index = self._index
+        if (index is None or index.n_points != x.shape[0]
+                or not np.array_equal(index.coords[:, 0], x)
+                or not np.array_equal(index.coords[:, 1], y)):
+            index = self._index = NeighborIndex(np.column_stack([x, y]))
+        return index
+
+    def generate_grouped_data(self, N, K=4, nsamples=1, dataset_path=None, seed=None,
+                              sequential_sampling=False, gridsize=None,
+                              enable_oversampling=False, neighbor_pool_size=None,
+                              grouping_strategy=None) -> dict:
+        """Group scan positions and gather what a PtychoPINN model trains on.
+
+        Parameters
+        ----------
+        N : int
+            Pattern size; must equal ``diff3d.shape[1]``.
+        K : int, default 4
+            Neighbours a group's members are drawn from.
+        nsamples : int, default 1
+            Number of groups ``B``.
+        dataset_path : str, optional
+            Only the legacy strategy uses it (its cache file lives beside it).
+        seed : None, int or numpy.random.Generator
+            Randomness (SPEC 7); NumPy's global state is not used.
+        sequential_sampling : bool
+            First ``nsamples`` positions as seeds, nearest neighbours as members.
+        gridsize : int, optional
+            ``C = gridsize**2`` members per group; default ``params.get('gridsize')``.
+        enable_oversampling : bool
+            Allow ``nsamples`` > number of positions (gridsize > 1).
+        neighbor_pool_size : int, optional
+            Neighbour pool when oversampling (default ``K``).
+        grouping_strategy : str, optional
+            Registry name; default ``params.cfg['grouping_strategy']``, then
+            ``"sample_then_group"``.
+
+        Returns
+        -------
+        dict
+            ``nn_indices (B, C)``, ``diffraction``/``X_full (B, N, N, C)``,
+            ``coords_nn``/``coords_start_nn (B, 1, 2, C)``,
+            ``coords_offsets``/``coords_start_offsets (B, 1, 2, 1)``,
+            ``coords_relative``/``coords_start_relative (B, 1, 2, C)``,
+            ``Y (B, N, N, C)`` or None, ``objectGuess``.
+        """
+        if gridsize is None:
+            gridsize = params.cfg.get("gridsize", 1)
+        gridsize = check_positive_int("gridsize", gridsize)
+        N = check_positive_int("N", N)
+        if N != self.diff3d.shape[1]:
+            raise ValueError(f"N={N} does not match the diffraction patterns' size "
+                             f"{self.diff3d.shape[1]}x{self.diff3d.shape[2]}")
+        if grouping_strategy is None:
+            grouping_strategy = params.cfg.get("grouping_strategy") or DEFAULT_STRATEGY
+        strategy = get_strategy(grouping_strategy)
+        request = GroupingRequest(
+            n_groups=nsamples, group_size=gridsize * gridsize, neighbors=K, rng=seed,
+            sequential=sequential_sampling, enable_oversampling=enable_oversampling,
+            neighbor_pool_size=neighbor_pool_size, dataset_path=dataset_path)
+        nn_indices = strategy.group(self._neighbor_index(), request)
+        log.info("%s: %d groups of %d from %d positions", strategy.name, len(nn_indices),
+                 gridsize * gridsize, len(self))
+        return self._grouped(nn_indices, N)
+
+    def _grouped(self, nn_indices: np.ndarray, N: int) -> dict:
+        diffraction = _channels_last(self.diff3d, nn_indices)
+        coords_nn, coords_offsets, coords_relative = _group_coords(
+            self.xcoords, self.ycoords, nn_indices)
+        start_nn, start_offsets, start_relative = _group_coords(
+            self.xcoords_start, self.ycoords_start, nn_indices)
+        if self.Y is not None:
+            Y = _channels_last(self.Y, nn_indices)
+        elif self.objectGuess is not None:
+            shifts = (coords_offsets + coords_relative)[:, 0]          # (B, 2, C)
+            patches = extract_patches(self.objectGuess,
+                                      np.moveaxis(shifts, 1, 2).reshape(-1, 2), N)
+            Y = np.moveaxis(patches.reshape(*nn_indices.shape, N, N), 1, 3)
+            Y = np.ascontiguousarray(Y)
+        else:
+            Y = None
+        return {
+            "nn_indices": nn_indices,
+            "diffraction": diffraction,
+            "X_full": _normalised(diffraction, self.diff3d, nn_indices, N),
+            "coords_nn": coords_nn,
+            "coords_offsets": coords_offsets,
+            "coords_relative": coords_relative,
+            "coords_start_nn": start_nn,
+            "coords_start_offsets": start_offsets,
+            "coords_start_relative": start_relative,
+            "Y": Y,
+            "objectGuess": self.objectGuess,
+        }
+
+
+def _channels_last(stack: np.ndarray, nn_indices: np.ndarray) -> np.ndarray:
+    """``stack[nn_indices]`` as ``(B, N, N, C)``, gathered in one pass.
+
+    Frames are read in sorted order, which is what a memory-mapped or chunked
+    store reads fastest.
+    """
+    b, c = nn_indices.shape
+    out = np.empty((b, *stack.shape[1:], c), dtype=stack.dtype)
+    for j in range(c):  # C <= a few dozen: a loop over channels, not seeds
+        col = nn_indices[:, j]
+        order = np.argsort(col, kind="stable")
+        out[order, ..., j] = stack[col[order]]
+    return out
+
+
+def _normalised(diffraction, diff3d, nn_indices, N) -> np.ndarray:
+    """``diffraction * sqrt((N/2)^2 / mean over patterns of sum(pattern^2))``.
+
+    The mean is taken from per-frame energies of the frames the groups use,
+    accumulated in float64, so no second full-size temporary is made.
+    """
+    frames, counts = np.unique(nn_indices, return_counts=True)
+    energy = np.empty(frames.size)
+    for start in range(0, frames.size, 4096):
+        chunk = np.asarray(diff3d[frames[start:start + 4096]], dtype=np.float64)
+        energy[start:start + 4096] = np.einsum("ijk,ijk->i", chunk, chunk)
+    mean_energy = np.dot(energy, counts) / counts.sum()
+    scale = np.sqrt((N / 2) ** 2 / mean_energy)
+    dtype = diffraction.dtype if np.issubdtype(diffraction.dtype, np.floating) else np.float64
+    return diffraction * np.asarray(scale, dtype=dtype)
+
+
+def _group_coords(x, y, nn_indices):
+    """``coords_nn (B, 1, 2, C)``, offsets (mean over members) and relative coords.
+
+    ``coords_relative = -(coords_nn - coords_offsets)``: PtychoPINN's sign.
+    """
+    coords_nn = np.stack([x[nn_indices], y[nn_indices]], axis=1)[:, None].astype(np.float64)
+    offsets = coords_nn.mean(axis=3, keepdims=True)
+    return coords_nn, offsets, -(coords_nn - offsets)

@@ -1,0 +1,23 @@
+"""Warnings that point at the user's line, however deep the library call was."""
+import sys
+import warnings
+
+# Frames in these top-level packages are the library; the first frame outside
+# them is the user's. Names only: nothing here imports the other packages.
+_LIBRARY_PACKAGES = frozenset({"ptycho_grouping", "ptycho", "ptycho_cli", "migration"})
+
+
+def external_stacklevel() -> int:
+    """``stacklevel`` for ``warnings.warn`` called from library code."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.split(".", 1)[0] not in _LIBRARY_PACKAGES:
+            return level
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn(message: str, category=UserWarning) -> None:
+    """``warnings.warn`` attributed to the first caller outside the library."""
+    warnings.warn(message, category, stacklevel=external_stacklevel())
