@@ -43,6 +43,7 @@ BUILTIN_SOURCE = "built-in"
 # keeps a source checkout working without installed metadata.
 _BUILTIN_PLUGINS = {
     "sample_then_group": "ptycho_grouping.sample_then_group",
+    "legacy_group_then_sample": "ptycho_grouping.legacy",
 }
 
 

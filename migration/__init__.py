@@ -1,0 +1,1 @@
+"""Tools that move users off the pre-refactor grouping (see MIGRATION.md)."""
