@@ -262,13 +262,12 @@ class RawData:
             patches = extract_patches(self.objectGuess,
                                       np.moveaxis(shifts, 1, 2).reshape(-1, 2), N)
             Y = np.moveaxis(patches.reshape(*nn_indices.shape, N, N), 1, 3)
-            Y = np.ascontiguousarray(Y)
         else:
             Y = None
         return {
             "nn_indices": nn_indices,
             "diffraction": diffraction,
-            "X_full": _normalised(diffraction, self.diff3d, nn_indices, N),
+            "X_full": _normalised(diffraction, N),
             "coords_nn": coords_nn,
             "coords_offsets": coords_offsets,
             "coords_relative": coords_relative,
@@ -281,33 +280,28 @@ class RawData:
 
 
 def _channels_last(stack: np.ndarray, nn_indices: np.ndarray) -> np.ndarray:
-    """``stack[nn_indices]`` as ``(B, N, N, C)``, gathered in one pass.
+    """``stack[nn_indices]`` with shape ``(B, N, N, C)``, gathered in one pass.
 
-    Frames are read in sorted order, which is what a memory-mapped or chunked
-    store reads fastest.
+    The frames are gathered contiguously as ``(B, C, N, N)`` and returned as a
+    channels-last *view*: one copy of the data instead of two, and every
+    pattern stays contiguous in memory. ``np.ascontiguousarray`` gives a
+    C-ordered copy for code that needs one.
     """
     b, c = nn_indices.shape
-    out = np.empty((b, *stack.shape[1:], c), dtype=stack.dtype)
-    for j in range(c):  # C <= a few dozen: a loop over channels, not seeds
-        col = nn_indices[:, j]
-        order = np.argsort(col, kind="stable")
-        out[order, ..., j] = stack[col[order]]
-    return out
+    block = np.take(stack, nn_indices.ravel(), axis=0).reshape(b, c, *stack.shape[1:])
+    return np.moveaxis(block, 1, 3)
 
 
-def _normalised(diffraction, diff3d, nn_indices, N) -> np.ndarray:
+def _normalised(diffraction: np.ndarray, N: int) -> np.ndarray:
     """``diffraction * sqrt((N/2)^2 / mean over patterns of sum(pattern^2))``.
 
-    The mean is taken from per-frame energies of the frames the groups use,
-    accumulated in float64, so no second full-size temporary is made.
+    Per-pattern energies are accumulated in float64 (einsum buffers the cast,
+    so no full-size float64 temporary is made); the result keeps the
+    floating dtype of the input.
     """
-    frames, counts = np.unique(nn_indices, return_counts=True)
-    energy = np.empty(frames.size)
-    for start in range(0, frames.size, 4096):
-        chunk = np.asarray(diff3d[frames[start:start + 4096]], dtype=np.float64)
-        energy[start:start + 4096] = np.einsum("ijk,ijk->i", chunk, chunk)
-    mean_energy = np.dot(energy, counts) / counts.sum()
-    scale = np.sqrt((N / 2) ** 2 / mean_energy)
+    frames = np.moveaxis(diffraction, 3, 1)  # (B, C, N, N): contiguous again
+    energy = np.einsum("bcij,bcij->bc", frames, frames, dtype=np.float64)
+    scale = np.sqrt((N / 2) ** 2 / energy.mean())
     dtype = diffraction.dtype if np.issubdtype(diffraction.dtype, np.floating) else np.float64
     return diffraction * np.asarray(scale, dtype=dtype)
 

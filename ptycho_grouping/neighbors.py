@@ -10,6 +10,8 @@ __all__ = ["NeighborIndex", "as_neighbor_index", "validate_coords"]
 
 log = logging.getLogger(__name__)
 
+_PARALLEL_QUERY_MIN = 4096
+
 
 def validate_coords(coords, name: str = "coords") -> np.ndarray:
     """Return ``coords`` as a C-contiguous float64 ``(M, 2)`` array.
@@ -44,12 +46,18 @@ class NeighborIndex:
     ----------
     coords : array_like of shape (M, 2)
         Finite scan positions.
+    copy : bool, default True
+        Keep a private copy. ``False`` is for an index that lives only as long
+        as one call (what ``group`` does with a plain array): it saves the
+        copy, but changes to the caller's array would then reach the index.
     """
 
-    def __init__(self, coords):
+    def __init__(self, coords, *, copy: bool = True):
         arr = validate_coords(coords)
-        if arr is coords or getattr(arr, "base", None) is not None:
+        if copy and (arr is coords or arr.base is not None):
             arr = arr.copy()
+        elif not copy:
+            arr = arr.view()  # read-only view; the caller's array stays writeable
         arr.flags.writeable = False
         self._coords = arr
         self._tree = None
@@ -101,7 +109,9 @@ class NeighborIndex:
             raise ValueError(f"k must be in [0, {self.n_points - 1}], got {k}")
         if k == 0:
             return np.empty((seeds.size, 0), dtype=np.intp)
-        _, idx = self.tree.query(self._coords[seeds], k=k + 1, workers=-1)
+        # Threads pay off only for large queries (results are identical either way).
+        workers = -1 if seeds.size >= _PARALLEL_QUERY_MIN else 1
+        _, idx = self.tree.query(self._coords[seeds], k=k + 1, workers=workers)
         idx = idx.astype(np.intp, copy=False)
         drop = idx == seeds[:, None]
         # Among more than k+1 coincident points the seed may not be returned at
@@ -114,5 +124,5 @@ class NeighborIndex:
 
 
 def as_neighbor_index(coords) -> NeighborIndex:
-    """``coords`` itself if it is a :class:`NeighborIndex`, else a new one."""
-    return coords if isinstance(coords, NeighborIndex) else NeighborIndex(coords)
+    """``coords`` itself if it is a :class:`NeighborIndex`, else a one-call index."""
+    return coords if isinstance(coords, NeighborIndex) else NeighborIndex(coords, copy=False)

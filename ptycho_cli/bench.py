@@ -1,0 +1,343 @@
+"""``ptycho-group bench``: time and peak memory of every strategy, side by side.
+
+Times are medians of repeated runs. Peak memory is the growth of the
+process's peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs``
+before each measured run), so native allocations such as the k-d tree count
+and nothing slows the code being measured; where that file is not writable
+(non-Linux), ``tracemalloc`` is used in a separate, untimed run instead.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+import tracemalloc
+import warnings
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import scipy
+from scipy.spatial import cKDTree
+
+from ptycho.raw_data import RawData
+from ptycho_grouping import GroupingRequest, NeighborIndex, get_strategy, list_strategies
+
+from .demo import scan_positions
+
+LEGACY = "legacy_group_then_sample"
+DEFAULT = "sample_then_group"
+
+
+# -- measurement ----------------------------------------------------------------
+
+def _status_kib(field: str) -> Optional[int]:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory_mib(fn: Callable[[], object]) -> float:
+    """Extra peak memory (MiB) of one call of ``fn``."""
+    before = _status_kib("VmRSS")
+    if before is not None and _reset_peak():
+        fn()
+        return max(0, _status_kib("VmHWM") - before) / 1024
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def median_time(fn: Callable[[], object], repeat: int, setup: Callable[[], object] = None) -> float:
+    times = []
+    for _ in range(repeat):
+        if setup is not None:
+            setup()
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def per_seed_loop(coords: np.ndarray, n_groups: int, c: int, k: int, seed: int = 0) -> np.ndarray:
+    """Baseline: the per-seed Python loop the vectorised code replaces."""
+    rng = np.random.default_rng(seed)
+    seeds = rng.choice(len(coords), n_groups, replace=False)
+    _, nn = cKDTree(coords).query(coords[seeds], k=k + 1)
+    out = np.empty((n_groups, c), dtype=np.intp)
+    for i, s in enumerate(seeds):
+        out[i, 0] = s
+        out[i, 1:] = rng.choice(nn[i, 1:], c - 1, replace=False)
+    return out
+
+
+def coverage_cv(groups: np.ndarray, n_points: int) -> float:
+    """Coefficient of variation of how often each scan point is used."""
+    use = np.bincount(groups.ravel(), minlength=n_points)
+    return float(use.std() / use.mean())
+
+
+# -- the benchmark ------------------------------------------------------------------
+
+def _legacy_runner(coords, request_kwargs, workdir: Path):
+    strategy = get_strategy(LEGACY)
+    dataset = workdir / f"bench_{len(coords)}.npz"
+    request = GroupingRequest(dataset_path=str(dataset), **request_kwargs)
+
+    def clear():
+        for cache in workdir.glob(f"{dataset.stem}.g*k*.groups_cache.npz"):
+            cache.unlink()
+
+    def run():
+        np.random.seed(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return strategy.group(coords, request)
+
+    return clear, run
+
+
+def run_bench(sizes, *, repeat=5, groups=512, neighbors=7, e2e_N=64,
+              legacy_limit=1_000_000, progress=None) -> dict:
+    """Measure every registered strategy; return a JSON-ready report."""
+    say = progress or (lambda msg: None)
+    names = [i.name for i in list_strategies()]
+    rows, engine, e2e, coverage = [], [], [], []
+    with tempfile.TemporaryDirectory(prefix="ptycho-bench-") as tmp:
+        workdir = Path(tmp)
+        for m in sizes:
+            coords = scan_positions(m, "raster", step=1.0, rng=0)
+            legacy_time = {}
+            for gridsize in (1, 2):
+                c = gridsize * gridsize
+                kw = dict(n_groups=min(groups, m), group_size=c, neighbors=neighbors, rng=0)
+                for name in names:
+                    if name == LEGACY:
+                        rows += _bench_legacy(coords, kw, gridsize, workdir, repeat,
+                                              legacy_limit, legacy_time, say)
+                        continue
+                    strategy = get_strategy(name)
+                    request = GroupingRequest(**kw)
+                    say(f"M={m} gridsize={gridsize} {name}")
+                    index = NeighborIndex(coords)
+                    index.tree  # built outside the timed region for the reused rows
+                    for mode, arg in (("one-shot", coords), ("tree reused", index)):
+                        t = median_time(lambda: strategy.group(arg, request), repeat)
+                        mem = peak_memory_mib(lambda: strategy.group(arg, request))
+                        rows.append(dict(size=m, gridsize=gridsize, strategy=name, mode=mode,
+                                         time_s=t, peak_mib=mem, extrapolated=False))
+            engine.append(_bench_engine(coords, groups, neighbors, repeat, say))
+            coverage.append(_bench_coverage(coords, neighbors, workdir, say))
+            if m <= 200_000:
+                e2e.append(_bench_end_to_end(coords, e2e_N, groups, neighbors, repeat, say))
+    _add_ratios(rows)
+    return dict(machine=_machine(), parameters=dict(sizes=list(sizes), repeat=repeat,
+                                                    groups=groups, neighbors=neighbors,
+                                                    e2e_N=e2e_N),
+                rows=rows, engine=engine, coverage=coverage, end_to_end=e2e)
+
+
+def _bench_legacy(coords, kw, gridsize, workdir, repeat, legacy_limit, legacy_time, say):
+    m = len(coords)
+    out = []
+    if m > legacy_limit:
+        # The legacy loop is linear in M: scale the largest measured size.
+        base_m = max(legacy_time) if legacy_time else None
+        if base_m is None:
+            return out
+        for mode in ("first run (uncached)", "cached"):
+            t, mem = legacy_time[base_m][(gridsize, mode)]
+            factor = m / base_m
+            out.append(dict(size=m, gridsize=gridsize, strategy=LEGACY, mode=mode,
+                            time_s=t * factor, peak_mib=mem * factor, extrapolated=True))
+        return out
+    clear, run = _legacy_runner(coords, kw, workdir)
+    say(f"M={m} gridsize={gridsize} {LEGACY} (first run, then cached)")
+    first_repeat = 1 if m >= 100_000 else min(repeat, 3)
+    t_first = median_time(run, first_repeat, setup=clear)
+    clear()
+    mem_first = peak_memory_mib(run)
+    t_cached = median_time(run, repeat)
+    mem_cached = peak_memory_mib(run)
+    clear()
+    legacy_time.setdefault(m, {})[(gridsize, "first run (uncached)")] = (t_first, mem_first)
+    legacy_time[m][(gridsize, "cached")] = (t_cached, mem_cached)
+    out.append(dict(size=m, gridsize=gridsize, strategy=LEGACY, mode="first run (uncached)",
+                    time_s=t_first, peak_mib=mem_first, extrapolated=False))
+    out.append(dict(size=m, gridsize=gridsize, strategy=LEGACY, mode="cached",
+                    time_s=t_cached, peak_mib=mem_cached, extrapolated=False))
+    return out
+
+
+def _add_ratios(rows):
+    for row in rows:
+        ref = {r["mode"]: r for r in rows if r["strategy"] == LEGACY
+               and r["size"] == row["size"] and r["gridsize"] == row["gridsize"]}
+        first, cached = ref.get("first run (uncached)"), ref.get("cached")
+        row["speedup_vs_legacy_first"] = first["time_s"] / row["time_s"] if first else None
+        row["speedup_vs_legacy_cached"] = cached["time_s"] / row["time_s"] if cached else None
+        row["memory_ratio_vs_legacy_first"] = (first["peak_mib"] / row["peak_mib"]
+                                              if first and row["peak_mib"] > 0 else None)
+
+
+def _bench_engine(coords, groups, k, repeat, say):
+    """Issue-2 figures: tree build vs one-shot, reused-tree overhead, vs a Python loop."""
+    m = len(coords)
+    say(f"M={m} engine figures")
+    stg = get_strategy(DEFAULT)
+    req = GroupingRequest(n_groups=min(groups, m), group_size=4, neighbors=k, rng=0)
+    t_tree = median_time(lambda: cKDTree(coords, balanced_tree=False, compact_nodes=False), repeat)
+    t_one_shot = median_time(lambda: stg.group(coords, req), repeat)
+    index = NeighborIndex(coords)
+    seeds = np.random.default_rng(0).choice(m, req.n_groups, replace=False)
+    t_query = median_time(lambda: index.tree.query(coords[seeds], k=k + 1, workers=1), repeat)
+    t_reused = median_time(lambda: stg.group(index, req), repeat)
+    n_all = min(m, 100_000)
+    req_all = GroupingRequest(n_groups=n_all, group_size=4, neighbors=k, rng=0)
+    t_all = median_time(lambda: stg.group(index, req_all), repeat)
+    seeds_all = np.random.default_rng(0).choice(m, n_all, replace=False)
+    t_all_query = median_time(lambda: index.tree.query(coords[seeds_all], k=k + 1, workers=-1),
+                              repeat)
+    t_loop = median_time(lambda: per_seed_loop(coords, n_all, 4, k), max(1, min(repeat, 2)))
+    peak_all = peak_memory_mib(lambda: stg.group(index, req_all))
+    return dict(size=m, tree_build_s=t_tree, one_shot_s=t_one_shot,
+                one_shot_over_tree=t_one_shot / t_tree, query_s=t_query, reused_s=t_reused,
+                reused_beyond_query_ms=(t_reused - t_query) * 1e3,
+                all_groups=n_all, all_groups_s=t_all, all_groups_query_s=t_all_query,
+                per_seed_loop_s=t_loop, speedup_vs_loop=t_loop / t_all,
+                query_share=t_all_query / t_all, all_groups_peak_mib=peak_all)
+
+
+def _bench_coverage(coords, k, workdir, say):
+    m = len(coords)
+    n = m // 2
+    say(f"M={m} coverage at {n} groups")
+    stg = get_strategy(DEFAULT).group(coords, GroupingRequest(n_groups=n, group_size=4,
+                                                              neighbors=k, rng=0))
+    clear, run = _legacy_runner(coords, dict(n_groups=n, group_size=4, neighbors=k), workdir)
+    clear()
+    legacy = run()
+    clear()
+    return dict(size=m, groups=n, cv_default=coverage_cv(stg, m),
+                cv_legacy=coverage_cv(legacy, m),
+                unused_default=float(np.mean(np.bincount(stg.ravel(), minlength=m) == 0)),
+                unused_legacy=float(np.mean(np.bincount(legacy.ravel(), minlength=m) == 0)))
+
+
+def _bench_end_to_end(coords, n_pix, groups, k, repeat, say):
+    m = len(coords)
+    say(f"M={m} end-to-end generate_grouped_data, N={n_pix}")
+    diff3d = np.full((m, n_pix, n_pix), 0.5, np.float32)
+    x, y = coords[:, 0], coords[:, 1]
+
+    def fresh():
+        return RawData.from_coords_without_pc(x, y, diff3d, np.ones((n_pix, n_pix), np.complex64),
+                                              np.zeros(m, np.int64))
+
+    def e2e():
+        fresh().generate_grouped_data(n_pix, K=k, nsamples=groups, gridsize=2, seed=0)
+
+    nn = get_strategy(DEFAULT).group(coords, GroupingRequest(n_groups=groups, group_size=4,
+                                                             neighbors=k, rng=0))
+
+    def unavoidable():
+        cKDTree(coords, balanced_tree=False, compact_nodes=False)
+        np.take(diff3d, nn.ravel(), axis=0)
+
+    t = median_time(e2e, repeat)
+    t_ref = median_time(unavoidable, repeat)
+    return dict(size=m, N=n_pix, groups=groups, time_s=t, unavoidable_s=t_ref,
+                ratio=t / t_ref, peak_mib=peak_memory_mib(e2e),
+                output_mib=groups * 4 * n_pix * n_pix * 4 * 2 / 2**20)
+
+
+def _machine() -> dict:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh
+                        if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return dict(cpu=cpu, cores=os.cpu_count(), python=platform.python_version(),
+                numpy=np.__version__, scipy=scipy.__version__, platform=platform.platform())
+
+
+# -- output -----------------------------------------------------------------------------
+
+def _fmt_ratio(value) -> str:
+    return "-" if value is None else (f"{value:,.0f}x" if value >= 100 else f"{value:.1f}x")
+
+
+def format_report(report: dict) -> str:
+    """A plain-text table of the report."""
+    m = report["machine"]
+    lines = [f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, "
+             f"NumPy {m['numpy']}, SciPy {m['scipy']}", "",
+             f"{'points':>9} {'g':>2} {'strategy':<25} {'mode':<21} {'time':>10} "
+             f"{'peak MiB':>9} {'vs legacy 1st':>13} {'vs cached':>9} {'mem vs 1st':>10}"]
+    for r in report["rows"]:
+        t = r["time_s"]
+        time_text = f"{t * 1e3:.2f} ms" if t < 1 else f"{t:.2f} s"
+        if r["extrapolated"]:
+            time_text += "*"
+        lines.append(f"{r['size']:>9} {r['gridsize']:>2} {r['strategy']:<25} {r['mode']:<21} "
+                     f"{time_text:>10} {r['peak_mib']:>9.1f} "
+                     f"{_fmt_ratio(r['speedup_vs_legacy_first']):>13} "
+                     f"{_fmt_ratio(r['speedup_vs_legacy_cached']):>9} "
+                     f"{_fmt_ratio(r['memory_ratio_vs_legacy_first']):>10}")
+    if any(r["extrapolated"] for r in report["rows"]):
+        lines.append("* extrapolated linearly from the largest size the legacy strategy ran at")
+    lines += ["", "engine (sample_then_group, gridsize 2):"]
+    for e in report["engine"]:
+        lines.append(
+            f"  M={e['size']}: unbalanced tree build {e['tree_build_s'] * 1e3:.1f} ms, one-shot "
+            f"{e['one_shot_s'] * 1e3:.1f} ms ({e['one_shot_over_tree']:.2f}x the build); reused "
+            f"tree {e['reused_s'] * 1e3:.2f} ms = query {e['query_s'] * 1e3:.2f} ms + "
+            f"{e['reused_beyond_query_ms']:.2f} ms")
+        lines.append(
+            f"  M={e['size']}: {e['all_groups']} groups {e['all_groups_s'] * 1e3:.1f} ms vs per-seed "
+            f"Python loop {e['per_seed_loop_s'] * 1e3:.0f} ms ({e['speedup_vs_loop']:.1f}x); "
+            f"neighbour query is {100 * e['query_share']:.0f}% of it; peak "
+            f"{e['all_groups_peak_mib']:.1f} MiB")
+    lines += ["", "coverage (how evenly scan points are used, gridsize 2, groups = M/2):"]
+    for c in report["coverage"]:
+        lines.append(f"  M={c['size']}: CV default {c['cv_default']:.3f} vs legacy "
+                     f"{c['cv_legacy']:.3f}; never used: default {100 * c['unused_default']:.1f}%"
+                     f", legacy {100 * c['unused_legacy']:.1f}%")
+    if report["end_to_end"]:
+        lines += ["", "end to end (generate_grouped_data, gridsize 2, fresh RawData):"]
+    for e in report["end_to_end"]:
+        lines.append(f"  M={e['size']}, N={e['N']}, {e['groups']} groups: {e['time_s'] * 1e3:.1f} ms"
+                     f" vs tree build + one gather {e['unavoidable_s'] * 1e3:.1f} ms "
+                     f"({e['ratio']:.2f}x); peak {e['peak_mib']:.0f} MiB "
+                     f"(output {e['output_mib']:.0f} MiB)")
+    return "\n".join(lines)
+
+
+def write_json(report: dict, path) -> None:
+    """Write the report as JSON, atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=float))
+    os.replace(tmp, path)
