@@ -8,9 +8,21 @@ followed by this strategy gives the groups the old code gave:
 2. Otherwise a cache file beside the dataset (see :mod:`.legacy_cache`) holds
    every group; it is computed on first use: the ``K + 1`` nearest neighbours
    of each point (itself included), ``min(50, (K+1)//C + 1)`` sorted random
-   ``C``-subsets per point, de-duplicated.
+   ``C``-subsets per point, de-duplicated with ``np.unique``.
 3. ``n_groups`` rows are drawn from all groups without replacement; if there
-   are fewer, all of them are returned in order with a warning.
+   are not more groups than that, all of them are returned in order (with a
+   warning when there are fewer).
+
+Randomness: with ``rng=None`` (the default) every draw comes from NumPy's
+global state, as in the old code. An int ``rng=s`` draws from a private
+``numpy.random.RandomState(s)`` instead, which gives exactly what
+``np.random.seed(s)`` followed by the old code gave, without touching the
+global state. A ``Generator`` or ``SeedSequence`` seeds such a RandomState:
+reproducible, but not a pattern the old code could produce.
+
+The module-level :func:`neighbor_table` and :func:`sample_rows` are the old
+neighbour query and per-row sampler; the deprecated ``ptycho.raw_data``
+functions forward to them.
 """
 from __future__ import annotations
 
@@ -26,7 +38,7 @@ from .hookspecs import hookimpl
 from .neighbors import NeighborIndex
 from .strategy import GroupingRequest, GroupingStrategy
 
-__all__ = ["LegacyGroupThenSample", "REMOVAL_VERSION"]
+__all__ = ["LegacyGroupThenSample", "REMOVAL_VERSION", "neighbor_table", "sample_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +61,51 @@ def _build_tree(points: np.ndarray) -> cKDTree:
     return cKDTree(points)
 
 
+def neighbor_table(points, k: int) -> np.ndarray:
+    """Indices of each point's ``k + 1`` nearest points, itself included, ``(M, k+1)``.
+
+    One query of a default (balanced) cKDTree over all points, as the old
+    ``get_neighbor_indices`` did; tie order is therefore the old one.
+    """
+    points = np.asarray(points)
+    return _build_tree(points).query(points, k=k + 1)[1]
+
+
+def sample_rows(indices, n: int, m: int, random=np.random) -> np.ndarray:
+    """``m`` random ``n``-subsets (unsorted) of every row of ``indices``, ``(M, m, n)``.
+
+    The old ``sample_rows``: row by row, ``random.choice(row, n, replace=False)``
+    from NumPy's global state unless another ``RandomState`` is given.
+    """
+    indices = np.asarray(indices)
+    out = np.zeros((indices.shape[0], m, n), dtype=np.int64)
+    for i in range(indices.shape[0]):
+        for j in range(m):
+            out[i, j] = random.choice(indices[i], size=n, replace=False)
+    return out
+
+
+def _random_source(rng):
+    """NumPy's global state for ``rng=None``, else a private RandomState."""
+    if rng is None:
+        return np.random
+    if isinstance(rng, np.random.Generator):
+        return np.random.RandomState(int(rng.integers(2 ** 32)))
+    if isinstance(rng, np.random.SeedSequence):
+        return np.random.RandomState(np.random.MT19937(rng))
+    if not 0 <= rng < 2 ** 32:
+        raise ValueError(f"rng={rng} is out of range for the legacy strategy: its seed goes "
+                         "to numpy.random.RandomState, which takes 0 <= seed < 2**32")
+    return np.random.RandomState(rng)
+
+
 class LegacyGroupThenSample(GroupingStrategy):
-    """Group every point, cache the groups next to the dataset, then sample (deprecated)."""
+    """Group every point, cache the groups next to the dataset, then sample (deprecated).
+
+    ``request.dataset_path`` places the cache file; ``sequential``,
+    ``enable_oversampling`` and ``neighbor_pool_size`` are ignored, as the
+    old code had no such options.
+    """
 
     name = "legacy_group_then_sample"
     deprecated = True
@@ -69,43 +124,70 @@ class LegacyGroupThenSample(GroupingStrategy):
             raise ValueError(f"group_size={c} must be a perfect square (gridsize**2) for "
                              "the legacy strategy")
         if c == 1:
+            log.info("legacy grouping, gridsize 1: all %d points in order; n_groups=%d "
+                     "is ignored, as in the old code", n_points, request.n_groups)
             return np.arange(n_points)[:, None]
 
-        x, y = index.coords[:, 0], index.coords[:, 1]
-        checksum = legacy_cache.dataset_checksum(x, y)
-        path = legacy_cache.cache_path(request.dataset_path, gridsize, k, checksum)
-        all_groups = legacy_cache.read_cache(path, checksum, gridsize, k)
-        if all_groups is None:
-            all_groups = _all_groups(index.coords, c, k)
-            legacy_cache.write_cache(path, all_groups, checksum, gridsize, k)
-            log.info("wrote group cache %s (%d groups)", path, len(all_groups))
-
-        n = request.n_groups
-        if len(all_groups) < n:
-            warn(f"only {len(all_groups)} groups exist but n_groups={n} were requested; "
+        random = _random_source(request.rng)
+        all_groups = _cached_groups(index.coords, gridsize, k, request.dataset_path, random)
+        n, available = request.n_groups, len(all_groups)
+        if available < n:
+            warn(f"only {available} groups exist but n_groups={n} were requested; "
                  "using all of them")
+        if n >= available:
+            # The old code took every group in order here, drawing nothing.
             return all_groups
-        return all_groups[np.random.choice(len(all_groups), size=n, replace=False)]
+        log.info("sampling %d of %d groups", n, available)
+        return all_groups[random.choice(available, size=n, replace=False)]
 
 
-def _all_groups(points: np.ndarray, c: int, k: int) -> np.ndarray:
+def _cached_groups(points, gridsize: int, k: int, dataset_path, random) -> np.ndarray:
+    """All groups, from the cache file when a valid one exists, else computed and cached."""
+    x, y = points[:, 0], points[:, 1]
+    checksums = legacy_cache.candidate_checksums(x, y)
+    # Without a dataset path the file name holds the checksum, so an old cache
+    # written for integer coordinates has the integer checksum in its name.
+    names = [checksums[0]] if dataset_path is not None else list(checksums)
+    for checksum in names:
+        path = legacy_cache.cache_path(dataset_path, gridsize, k, checksum)
+        all_groups = legacy_cache.read_cache(path, checksums, gridsize, k)
+        if all_groups is not None:
+            return all_groups
+    path = legacy_cache.cache_path(dataset_path, gridsize, k, checksums[0])
+    log.info("no usable group cache at %s; enumerating all groups", path)
+    all_groups = _all_groups(points, gridsize * gridsize, k, random)
+    try:
+        legacy_cache.write_cache(path, all_groups, checksums[0], gridsize, k)
+    except OSError as exc:
+        # The old code carried on without a cache when it could not write one.
+        log.warning("could not write group cache %s (%s); continuing without it", path, exc)
+    else:
+        log.info("wrote group cache %s (%d groups)", path, len(all_groups))
+    return all_groups
+
+
+def _all_groups(points: np.ndarray, c: int, k: int, random=np.random) -> np.ndarray:
     """Every point's random C-subsets of its K+1 neighbourhood, as the old code drew them."""
     n_points = len(points)
     if n_points < k + 1:
         raise ValueError(f"neighbors (K={k}) needs at least K+1={k + 1} scan points, "
                          f"got {n_points}")
-    _, nn = _build_tree(points).query(points, k=k + 1)
+    nn = neighbor_table(points, k)
     per_point = min(50, (k + 1) // c + 1)
     log.info("enumerating groups for %d points (%d per point)", n_points, per_point)
+    choice = random.choice
     groups = []
-    # This per-point loop over the global random state is the old algorithm;
-    # its order of draws is what makes a seed reproduce the old groups.
+    # This per-point loop over one random state is the old algorithm; its
+    # order of draws is what makes a seed reproduce the old groups.
     for i in range(n_points):
+        row = nn[i]
         for _ in range(per_point):
-            groups.append(sorted(np.random.choice(nn[i], size=c, replace=False)))
+            groups.append(sorted(choice(row, size=c, replace=False)))
         if (i + 1) % _PROGRESS_EVERY == 0:
             log.info("legacy grouping: %d of %d points", i + 1, n_points)
-    return np.unique(np.array(groups, dtype=np.int64), axis=0)
+    all_groups = np.unique(np.array(groups, dtype=np.int64), axis=0)
+    log.info("found %d unique groups from %d points", len(all_groups), n_points)
+    return all_groups
 
 
 @hookimpl
