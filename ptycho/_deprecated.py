@@ -1,95 +1,132 @@
 """The pre-refactor module-level grouping functions, for one transition period.
 
-Importable from :mod:`ptycho.raw_data` as before; each call warns with a
-``DeprecationWarning`` naming its replacement and forwards to the legacy
-strategy, so results (and NumPy global random-state use) match the old code.
-Nothing on the default code path imports this module.
+Importable from :mod:`ptycho.raw_data` as before (through its module
+``__getattr__``, so nothing on the default code path imports this module).
+Each call warns with a ``DeprecationWarning`` naming its replacement and then
+does exactly what the old function did, with the old signature and defaults,
+drawing from NumPy's global random state as it did. The neighbour query and
+the row sampler are those of :mod:`ptycho_grouping.legacy`.
+
+Note that the old ``group_coords`` (and everything built on it) did *not*
+use the cached group-then-sample path: for ``C > 1`` it returned
+``nsamples`` random ``C``-subsets of *every* point's ``K + 1`` neighbourhood,
+``M * nsamples`` groups in all. That is reproduced here. The cached path is
+``RawData.generate_grouped_data(..., grouping_strategy="legacy_group_then_sample")``.
 """
 from __future__ import annotations
 
 import warnings
+from typing import Optional, Tuple
 
 import numpy as np
-from scipy.spatial import cKDTree
 
-from ptycho_grouping import GroupingRequest, get_strategy
+from ptycho_grouping import legacy
 from ptycho_grouping.legacy import REMOVAL_VERSION
 
 from . import params
 
-LEGACY = "legacy_group_then_sample"
+__all__ = ["group_coords", "get_neighbor_diffraction_and_positions", "get_neighbor_indices",
+           "sample_rows", "get_neighbor_self_indices", "calculate_relative_coords"]
 
 
 def _deprecated(name: str, replacement: str) -> None:
+    # stacklevel 3: this helper, the deprecated function, then its caller.
     warnings.warn(f"ptycho.raw_data.{name} is deprecated and will be removed in "
                   f"ptycho-grouping {REMOVAL_VERSION}; use {replacement} instead "
                   "(see MIGRATION.md)", DeprecationWarning, stacklevel=3)
 
 
-def _legacy_groups(xcoords, ycoords, K, C, nsamples, dataset_path=None) -> np.ndarray:
-    with warnings.catch_warnings():
-        # One deprecation warning per call is enough: the caller got it already.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return get_strategy(LEGACY).group(
-            np.column_stack([xcoords, ycoords]),
-            GroupingRequest(n_groups=nsamples, group_size=C, neighbors=K,
-                            dataset_path=dataset_path))
+def _group_coords(xcoords, ycoords, K, C, nsamples):
+    """The old ``group_coords`` without the warning (shared by the wrappers)."""
+    xcoords, ycoords = np.asarray(xcoords), np.asarray(ycoords)
+    if C is None:
+        C = params.get("gridsize") ** 2
+    if C == 1:
+        nn_indices = np.arange(len(xcoords)).reshape(-1, 1)
+    else:
+        nn = legacy.neighbor_table(np.column_stack((xcoords, ycoords)), K)
+        nn_indices = legacy.sample_rows(nn, C, nsamples).reshape(-1, C)
+    coords_nn = np.transpose(np.array([xcoords[nn_indices], ycoords[nn_indices]]),
+                             [1, 0, 2])[:, None, :, :]
+    return nn_indices, coords_nn
 
 
-def _coords_nn(xcoords, ycoords, nn_indices):
-    return np.stack([np.asarray(xcoords)[nn_indices], np.asarray(ycoords)[nn_indices]],
-                    axis=1)[:, None]
+def _relative(coords_nn):
+    # PtychoPINN's sign convention, the same as RawData.generate_grouped_data.
+    offsets = np.mean(coords_nn, axis=3)[..., None]
+    return offsets, -(coords_nn - offsets)
 
 
 def get_neighbor_indices(xcoords, ycoords, K=3):
-    """Indices of each point's ``K + 1`` nearest neighbours (itself included)."""
+    """Indices of each point's ``K + 1`` nearest neighbours, itself included, ``(M, K+1)``.
+
+    Deprecated: use ``ptycho_grouping.NeighborIndex(coords).neighbors``.
+    """
     _deprecated("get_neighbor_indices", "ptycho_grouping.NeighborIndex(coords).neighbors")
-    points = np.column_stack([xcoords, ycoords])
-    return cKDTree(points).query(points, k=K + 1)[1]
+    return legacy.neighbor_table(np.column_stack((xcoords, ycoords)), K)
 
 
 def sample_rows(indices, n, m):
-    """``m`` random ``n``-subsets of each row of ``indices`` (global random state)."""
-    _deprecated("sample_rows", "a GroupingStrategy")
-    indices = np.asarray(indices)
-    out = np.zeros((indices.shape[0], m, n), dtype=int)
-    for i in range(indices.shape[0]):
-        out[i] = np.array([np.random.choice(indices[i], size=n, replace=False)
-                           for _ in range(m)])
-    return out
+    """``m`` random ``n``-subsets of each row of ``indices``, ``(rows, m, n)``.
+
+    Draws from NumPy's global random state. Deprecated: use a grouping strategy.
+    """
+    _deprecated("sample_rows", "a ptycho_grouping strategy")
+    return legacy.sample_rows(indices, n, m)
 
 
 def get_neighbor_self_indices(xcoords, ycoords):
-    """Each point as its own one-member group, ``(M, 1)``."""
+    """Each point as its own one-member group, ``(M, 1)``.
+
+    Deprecated: use ``RawData.generate_grouped_data`` with gridsize 1.
+    """
     _deprecated("get_neighbor_self_indices", "RawData.generate_grouped_data(gridsize=1)")
-    return np.arange(len(xcoords))[:, None]
+    return np.arange(len(xcoords)).reshape(-1, 1)
 
 
-def group_coords(xcoords, ycoords, K, C, nsamples, dataset_path=None):
-    """Legacy groups and their coordinates: ``(nn_indices, coords_nn)``."""
+def group_coords(xcoords: np.ndarray, ycoords: np.ndarray, K: int, C: Optional[int],
+                 nsamples: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Old grouping: ``(nn_indices, coords_nn)``.
+
+    ``C`` defaults to ``params.get('gridsize') ** 2``. For ``C == 1`` every
+    point in order, ``(M, 1)``; otherwise ``nsamples`` random ``C``-subsets of
+    every point's ``K + 1`` neighbourhood, ``(M * nsamples, C)``.
+    ``coords_nn`` is ``(B, 1, 2, C)``. Deprecated: use
+    ``RawData.generate_grouped_data``.
+    """
     _deprecated("group_coords", "RawData.generate_grouped_data")
-    nn_indices = _legacy_groups(xcoords, ycoords, K, C, nsamples, dataset_path)
-    return nn_indices, _coords_nn(xcoords, ycoords, nn_indices)
+    return _group_coords(xcoords, ycoords, K, C, nsamples)
 
 
-def calculate_relative_coords(xcoords, ycoords, K=6, C=None, nsamples=10):
-    """``(coords_offsets, coords_relative, nn_indices)`` of legacy groups."""
+def calculate_relative_coords(xcoords, ycoords, K=4, C=None, nsamples=10):
+    """``(coords_offsets, coords_relative, nn_indices)`` of :func:`group_coords` groups.
+
+    Deprecated: use ``RawData.generate_grouped_data`` (keys ``coords_offsets``,
+    ``coords_relative``, ``nn_indices``).
+    """
     _deprecated("calculate_relative_coords", "RawData.generate_grouped_data")
-    if C is None:
-        C = params.cfg.get("gridsize", 1) ** 2
-    nn_indices = _legacy_groups(xcoords, ycoords, K, C, nsamples)
-    coords_nn = _coords_nn(xcoords, ycoords, nn_indices)
-    offsets = coords_nn.mean(axis=3, keepdims=True)
-    return offsets, -(coords_nn - offsets), nn_indices
+    nn_indices, coords_nn = _group_coords(xcoords, ycoords, K, C, nsamples)
+    offsets, relative = _relative(coords_nn)
+    return offsets, relative, nn_indices
 
 
 def get_neighbor_diffraction_and_positions(ptycho_data, N, K=6, C=None, nsamples=10):
-    """The grouped-data dictionary of ``ptycho_data`` with the legacy strategy."""
+    """The grouped-data dictionary of ``ptycho_data`` for :func:`group_coords` groups.
+
+    ``ptycho_data`` is a ``RawData`` (or any object with its attributes). The
+    dictionary has the keys and shapes ``RawData.generate_grouped_data``
+    returns. Deprecated: use ``RawData.generate_grouped_data``.
+    """
     _deprecated("get_neighbor_diffraction_and_positions", "RawData.generate_grouped_data")
-    gridsize = params.cfg.get("gridsize", 1) if C is None else int(round(np.sqrt(C)))
-    if gridsize * gridsize != (C if C is not None else gridsize * gridsize):
-        raise ValueError(f"C={C} must be a perfect square")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return ptycho_data.generate_grouped_data(N, K=K, nsamples=nsamples, gridsize=gridsize,
-                                                 grouping_strategy=LEGACY)
+    from .raw_data import RawData  # lazily: raw_data imports this module lazily too
+
+    if not isinstance(ptycho_data, RawData):
+        ptycho_data = RawData(
+            ptycho_data.xcoords, ptycho_data.ycoords,
+            getattr(ptycho_data, "xcoords_start", ptycho_data.xcoords),
+            getattr(ptycho_data, "ycoords_start", ptycho_data.ycoords),
+            ptycho_data.diff3d, getattr(ptycho_data, "probeGuess", None),
+            getattr(ptycho_data, "scan_index", np.zeros(len(ptycho_data.xcoords), np.int64)),
+            getattr(ptycho_data, "objectGuess", None), getattr(ptycho_data, "Y", None))
+    nn_indices, _ = _group_coords(ptycho_data.xcoords, ptycho_data.ycoords, K, C, nsamples)
+    return ptycho_data._grouped(nn_indices, N)
