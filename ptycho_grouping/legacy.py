@@ -62,20 +62,44 @@ def _build_tree(points: np.ndarray) -> cKDTree:
 
 
 def neighbor_table(points, k: int) -> np.ndarray:
-    """Indices of each point's ``k + 1`` nearest points, itself included, ``(M, k+1)``.
+    """Indices of each point's ``k + 1`` nearest points, itself included.
 
     One query of a default (balanced) cKDTree over all points, as the old
-    ``get_neighbor_indices`` did; tie order is therefore the old one.
+    ``get_neighbor_indices`` did, so equidistant neighbours come in the old
+    order (a differently built tree may order ties differently).
+
+    Parameters
+    ----------
+    points : array_like of shape (M, 2)
+    k : int
+        Neighbours besides the point itself.
+
+    Returns
+    -------
+    ndarray of shape (M, k + 1), dtype intp
     """
     points = np.asarray(points)
     return _build_tree(points).query(points, k=k + 1)[1]
 
 
 def sample_rows(indices, n: int, m: int, random=np.random) -> np.ndarray:
-    """``m`` random ``n``-subsets (unsorted) of every row of ``indices``, ``(M, m, n)``.
+    """``m`` random ``n``-subsets (unsorted) of every row of ``indices``.
 
-    The old ``sample_rows``: row by row, ``random.choice(row, n, replace=False)``
-    from NumPy's global state unless another ``RandomState`` is given.
+    The old ``sample_rows``: row by row, ``random.choice(row, n, replace=False)``.
+
+    Parameters
+    ----------
+    indices : array_like of shape (R, L)
+    n : int
+        Members per subset, at most ``L``.
+    m : int
+        Subsets per row.
+    random : numpy.random.RandomState or the numpy.random module
+        Source of the draws; by default NumPy's global state, as before.
+
+    Returns
+    -------
+    ndarray of shape (R, m, n), dtype int64
     """
     indices = np.asarray(indices)
     out = np.zeros((indices.shape[0], m, n), dtype=np.int64)
