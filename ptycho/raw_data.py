@@ -208,7 +208,9 @@ class RawData:
         dataset_path : str, optional
             Only the legacy strategy uses it (its cache file lives beside it).
         seed : None, int or numpy.random.Generator
-            Randomness (SPEC 7); NumPy's global state is not used.
+            Randomness (SPEC 7). The default strategy never uses NumPy's global
+            state; the deprecated legacy strategy uses it when ``seed`` is None,
+            as the old code did.
         sequential_sampling : bool
             First ``nsamples`` positions as seeds, nearest neighbours as members.
         gridsize : int, optional
