@@ -151,12 +151,6 @@ def _cmd_plot(args) -> int:
     return 0
 
 
-def _cmd_clean_cache(args) -> int:
-    from migration.clean_cache import main as clean_main
-
-    return clean_main(args.rest)
-
-
 def _add_grouping_options(p, *, groups_default=512):
     p.add_argument("--gridsize", type=_positive_int, default=2, help="C = gridsize**2 members (default 2)")
     p.add_argument("--groups", type=_positive_int, default=groups_default,
@@ -240,14 +234,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_grouping_options(p, groups_default=512)
     p.set_defaults(func=_cmd_plot)
 
-    p = sub.add_parser("clean-cache", help="find and remove legacy group cache files",
-                       add_help=False, parents=[])
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=_cmd_clean_cache)
+    # Listed for --help; main() hands 'clean-cache ...' to migration.clean_cache.
+    sub.add_parser("clean-cache", help="find and remove legacy group cache files "
+                                       "(see 'ptycho-group clean-cache --help')")
     return parser
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["clean-cache"]:
+        # The migration tool parses its own options (argparse would take
+        # '--dry-run' for one of ours).
+        from migration.clean_cache import main as clean_main
+        return clean_main(argv[1:], prog=f"{PROG} clean-cache")
     parser = build_parser()
     args = parser.parse_args(argv)
     for name, default in (("verbose", 0), ("quiet", False), ("debug", False)):
