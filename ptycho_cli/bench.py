@@ -1,17 +1,23 @@
 """``ptycho-group bench``: time and peak memory of every strategy, side by side.
 
-Times are medians of repeated runs. Peak memory is the growth of the
-process's peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs``
-before each measured run), so native allocations such as the k-d tree count
-and nothing slows the code being measured; where that file is not writable
-(non-Linux), ``tracemalloc`` is used in a separate, untimed run instead.
+Times are medians of repeated runs. Peak memory is measured in a separate,
+untimed run in a fresh interpreter: the growth of its peak resident set
+(``VmHWM``, reset through ``/proc/self/clear_refs`` after the inputs are
+built) over its resident set before the call. A fresh process matters: in a
+long-lived one, memory freed by earlier runs is still resident and hides
+what a call needs. Native allocations such as the k-d tree count, and
+nothing slows the code being measured. Where ``/proc`` is not writable
+(non-Linux), ``tracemalloc`` measures the Python-visible part instead.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -54,8 +60,8 @@ def _reset_peak() -> bool:
         return False
 
 
-def peak_memory_mib(fn: Callable[[], object]) -> float:
-    """Extra peak memory (MiB) of one call of ``fn``."""
+def _measure_here(fn: Callable[[], object]) -> float:
+    """Extra peak memory (MiB) of one call of ``fn`` in this process."""
     before = _status_kib("VmRSS")
     if before is not None and _reset_peak():
         fn()
@@ -66,6 +72,42 @@ def peak_memory_mib(fn: Callable[[], object]) -> float:
         return tracemalloc.get_traced_memory()[1] / 2**20
     finally:
         tracemalloc.stop()
+
+
+def peak_memory_mib(case: dict) -> float:
+    """Extra peak memory (MiB) of one benchmark case, run in a fresh interpreter."""
+    code = ("import json, sys; from ptycho_cli.bench import _measure_case; "
+            "print(_measure_case(json.loads(sys.argv[1])))")
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(case)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory run failed for {case}: {proc.stderr.strip()[-500:]}")
+    return float(proc.stdout.split()[-1])
+
+
+def _measure_case(case: dict) -> float:
+    """Build a case's inputs, then measure only the call (child side)."""
+    warnings.simplefilter("ignore", DeprecationWarning)
+    coords = scan_positions(case["size"], "raster", step=1.0, rng=0)
+    kind = case["kind"]
+    if kind == "e2e":
+        n_pix = case["N"]
+        diff3d = np.full((len(coords), n_pix, n_pix), 0.5, np.float32)
+        raw = RawData.from_coords_without_pc(coords[:, 0], coords[:, 1], diff3d,
+                                             np.ones((n_pix, n_pix), np.complex64),
+                                             np.zeros(len(coords), np.int64))
+        get_strategy(DEFAULT)  # registry loaded before the measured call
+        return _measure_here(lambda: raw.generate_grouped_data(
+            n_pix, K=case["neighbors"], nsamples=case["groups"], gridsize=2, seed=0))
+    strategy = get_strategy(case["strategy"])
+    request = GroupingRequest(n_groups=case["groups"], group_size=case["gridsize"] ** 2,
+                              neighbors=case["neighbors"], rng=0,
+                              dataset_path=case.get("dataset_path"))
+    arg = coords
+    if case.get("mode") == "tree reused":
+        arg = NeighborIndex(coords)
+        arg.tree
+    return _measure_here(lambda: strategy.group(arg, request))
 
 
 def median_time(fn: Callable[[], object], repeat: int, setup: Callable[[], object] = None) -> float:
@@ -114,7 +156,12 @@ def _legacy_runner(coords, request_kwargs, workdir: Path):
             warnings.simplefilter("ignore", DeprecationWarning)
             return strategy.group(coords, request)
 
-    return clear, run
+    return clear, run, dataset
+
+
+def _case_kw(kw: dict) -> dict:
+    return dict(groups=kw["n_groups"], gridsize=math.isqrt(kw["group_size"]),
+                neighbors=kw["neighbors"])
 
 
 def run_bench(sizes, *, repeat=5, groups=512, neighbors=7, e2e_N=64,
@@ -143,7 +190,8 @@ def run_bench(sizes, *, repeat=5, groups=512, neighbors=7, e2e_N=64,
                     index.tree  # built outside the timed region for the reused rows
                     for mode, arg in (("one-shot", coords), ("tree reused", index)):
                         t = median_time(lambda: strategy.group(arg, request), repeat)
-                        mem = peak_memory_mib(lambda: strategy.group(arg, request))
+                        mem = peak_memory_mib(dict(kind="strategy", size=m, strategy=name,
+                                                   mode=mode, **_case_kw(kw)))
                         rows.append(dict(size=m, gridsize=gridsize, strategy=name, mode=mode,
                                          time_s=t, peak_mib=mem, extrapolated=False))
             engine.append(_bench_engine(coords, groups, neighbors, repeat, say))
@@ -171,14 +219,16 @@ def _bench_legacy(coords, kw, gridsize, workdir, repeat, legacy_limit, legacy_ti
             out.append(dict(size=m, gridsize=gridsize, strategy=LEGACY, mode=mode,
                             time_s=t * factor, peak_mib=mem * factor, extrapolated=True))
         return out
-    clear, run = _legacy_runner(coords, kw, workdir)
+    clear, run, dataset = _legacy_runner(coords, kw, workdir)
     say(f"M={m} gridsize={gridsize} {LEGACY} (first run, then cached)")
     first_repeat = 1 if m >= 100_000 else min(repeat, 3)
+    case = dict(kind="strategy", size=m, strategy=LEGACY, dataset_path=str(dataset),
+                **_case_kw(kw))
     t_first = median_time(run, first_repeat, setup=clear)
     clear()
-    mem_first = peak_memory_mib(run)
+    mem_first = peak_memory_mib(case)  # writes the cache the cached rows read
     t_cached = median_time(run, repeat)
-    mem_cached = peak_memory_mib(run)
+    mem_cached = peak_memory_mib(case)
     clear()
     legacy_time.setdefault(m, {})[(gridsize, "first run (uncached)")] = (t_first, mem_first)
     legacy_time[m][(gridsize, "cached")] = (t_cached, mem_cached)
@@ -219,7 +269,8 @@ def _bench_engine(coords, groups, k, repeat, say):
     t_all_query = median_time(lambda: index.tree.query(coords[seeds_all], k=k + 1, workers=-1),
                               repeat)
     t_loop = median_time(lambda: per_seed_loop(coords, n_all, 4, k), max(1, min(repeat, 2)))
-    peak_all = peak_memory_mib(lambda: stg.group(index, req_all))
+    peak_all = peak_memory_mib(dict(kind="strategy", size=m, strategy=DEFAULT,
+                                    mode="tree reused", groups=n_all, gridsize=2, neighbors=k))
     return dict(size=m, tree_build_s=t_tree, one_shot_s=t_one_shot,
                 one_shot_over_tree=t_one_shot / t_tree, query_s=t_query, reused_s=t_reused,
                 reused_beyond_query_ms=(t_reused - t_query) * 1e3,
@@ -234,7 +285,7 @@ def _bench_coverage(coords, k, workdir, say):
     say(f"M={m} coverage at {n} groups")
     stg = get_strategy(DEFAULT).group(coords, GroupingRequest(n_groups=n, group_size=4,
                                                               neighbors=k, rng=0))
-    clear, run = _legacy_runner(coords, dict(n_groups=n, group_size=4, neighbors=k), workdir)
+    clear, run, _ = _legacy_runner(coords, dict(n_groups=n, group_size=4, neighbors=k), workdir)
     clear()
     legacy = run()
     clear()
@@ -267,7 +318,9 @@ def _bench_end_to_end(coords, n_pix, groups, k, repeat, say):
     t = median_time(e2e, repeat)
     t_ref = median_time(unavoidable, repeat)
     return dict(size=m, N=n_pix, groups=groups, time_s=t, unavoidable_s=t_ref,
-                ratio=t / t_ref, peak_mib=peak_memory_mib(e2e),
+                ratio=t / t_ref,
+                peak_mib=peak_memory_mib(dict(kind="e2e", size=m, N=n_pix, groups=groups,
+                                              neighbors=k)),
                 output_mib=groups * 4 * n_pix * n_pix * 4 * 2 / 2**20)
 
 
