@@ -19,6 +19,13 @@ class UsageError(Exception):
     """A problem with the command line or its inputs: exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, like every other error of the command."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def _int_at_least(minimum: int, what: str):
     """An argparse type for integers ``>= minimum``."""
     def parse(text: str) -> int:
@@ -169,14 +176,14 @@ def _add_grouping_options(p, *, groups_default=512):
 
 def build_parser() -> argparse.ArgumentParser:
     # Logging options work before or after the subcommand name.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                         help="more log output (-vv for debug)")
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                         help="errors only")
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks on errors")
-    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, parents=[common])
+    parser = _Parser(prog=PROG, description=DESCRIPTION, parents=[common])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_parser = sub.add_parser
 

@@ -146,7 +146,8 @@ def test_bad_input_is_one_line_and_exit_2(demo, args, message):
 def test_bad_flags_exit_2(tmp_path, args):
     proc = cli(*args, cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "error:" in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "error:" in lines[0] and "--help" in lines[0]
 
 
 def test_debug_shows_the_traceback(demo):
