@@ -261,6 +261,9 @@ def main(argv=None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     logging.captureWarnings(True)  # library warnings become one log line each
+    if not args.quiet:
+        # The legacy strategy is the one that runs long: show its progress.
+        logging.getLogger("ptycho_grouping.legacy").setLevel(min(level, logging.INFO))
     try:
         return args.func(args)
     except (UsageError, ValueError, TypeError, OSError, KeyError, ImportError) as exc:
