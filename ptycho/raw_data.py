@@ -19,6 +19,7 @@ from ptycho_grouping.strategy import check_positive_int
 
 from . import params
 from .patches import extract_patches
+from .pattern_store import check_store, gather_frames
 
 __all__ = ["RawData", "REQUIRED_KEYS", "OPTIONAL_KEYS"]
 
@@ -73,7 +74,10 @@ class RawData:
     xcoords_start, ycoords_start : array_like of shape (M,)
         Start positions (PtychoPINN keeps both; often equal to the above).
     diff3d : array_like of shape (M, N, N)
-        Diffraction amplitudes, one square pattern per position.
+        Diffraction amplitudes, one square pattern per position. Any store
+        with ``shape``, ``dtype`` and integer-array indexing (``np.memmap``,
+        h5py dataset, Zarr or Dask array) is kept unread; grouping reads only
+        the frames it needs (see :mod:`ptycho.pattern_store`).
     probeGuess : array_like of shape (N, N)
     scan_index : array_like of shape (M,)
     objectGuess : array_like of shape (H, W), optional
@@ -92,9 +96,7 @@ class RawData:
         self.ycoords = _coordinate("ycoords", ycoords, m)
         self.xcoords_start = _coordinate("xcoords_start", xcoords_start, m)
         self.ycoords_start = _coordinate("ycoords_start", ycoords_start, m)
-        diff3d = np.asarray(diff3d)
-        if diff3d.ndim != 3:
-            raise ValueError(f"diff3d must be 3-D (M, N, N), got shape {diff3d.shape}")
+        diff3d = check_store("diff3d", diff3d)  # lazy stores stay unread
         if diff3d.shape[0] != m:
             raise ValueError(f"diff3d has {diff3d.shape[0]} patterns but xcoords has {m} positions")
         if diff3d.shape[1] != diff3d.shape[2]:
@@ -107,7 +109,7 @@ class RawData:
         self.objectGuess = None if objectGuess is None else np.asarray(objectGuess)
         if self.objectGuess is not None and self.objectGuess.ndim != 2:
             raise ValueError(f"objectGuess must be 2-D, got shape {self.objectGuess.shape}")
-        self.Y = None if Y is None else np.asarray(Y)
+        self.Y = None if Y is None else check_store("Y", Y)
         if self.Y is not None and self.Y.shape[0] != m:
             raise ValueError(f"Y has {self.Y.shape[0]} patches but xcoords has {m} positions")
         self.norm_Y_I = norm_Y_I
@@ -123,15 +125,19 @@ class RawData:
                        objectGuess)
 
     @staticmethod
-    def from_file(path) -> "RawData":
+    def from_file(path, mmap: bool = False) -> "RawData":
         """Load a PtychoPINN-style NPZ (``allow_pickle=False``).
 
         Required members: ``xcoords ycoords diff3d probeGuess`` (``diffraction``
         is accepted for ``diff3d``). Missing optional members default as in
         :data:`OPTIONAL_KEYS`: start coordinates to the coordinates,
         ``scan_index`` to zeros, ``objectGuess`` and ``Y`` to None.
+
+        With ``mmap=True`` the pattern stacks (``diff3d``/``diffraction``
+        and ``Y``) of an uncompressed NPZ are memory-mapped read-only instead
+        of loaded, so a file of any size opens in constant memory.
         """
-        data = load_npz(path)
+        data = load_npz(path, mmap_keys=("diff3d", "diffraction", "Y") if mmap else ())
         if "diff3d" not in data and "diffraction" in data:
             data["diff3d"] = data.pop("diffraction")
         missing = [k for k in REQUIRED_KEYS if k not in data]
@@ -290,7 +296,7 @@ def _channels_last(stack: np.ndarray, nn_indices: np.ndarray) -> np.ndarray:
     C-ordered copy for code that needs one.
     """
     b, c = nn_indices.shape
-    block = np.take(stack, nn_indices.ravel(), axis=0).reshape(b, c, *stack.shape[1:])
+    block = gather_frames(stack, nn_indices.ravel()).reshape(b, c, *stack.shape[1:])
     return np.moveaxis(block, 1, 3)
 
 

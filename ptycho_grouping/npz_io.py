@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -37,17 +39,48 @@ def atomic_savez(path, arrays: dict, *, compressed: bool = False) -> Path:
     return path
 
 
-def load_npz(path) -> dict:
+def _memmap_member(path: Path, info: zipfile.ZipInfo) -> np.memmap:
+    """A read-only memory map of one uncompressed ``.npy`` member of a zip."""
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise ValueError(f"{path}: member {info.filename!r} is compressed and cannot be "
+                         "memory-mapped; write the file with np.savez (not savez_compressed)")
+    with open(path, "rb") as fh:
+        fh.seek(info.header_offset)
+        local = fh.read(30)  # the zip local file header precedes the member's bytes
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        fh.seek(info.header_offset + 30 + name_len + extra_len)
+        version = np.lib.format.read_magic(fh)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(fh)
+        offset = fh.tell()
+    if dtype.hasobject:
+        raise ValueError(f"{path}: member {info.filename[:-4]!r} is a pickled object array, "
+                         "which is refused for safety")
+    return np.memmap(path, dtype=dtype, mode="r", shape=shape, offset=offset,
+                     order="F" if fortran else "C")
+
+
+def load_npz(path, mmap_keys=()) -> dict:
     """All arrays of an NPZ file, loaded with ``allow_pickle=False``.
 
-    Raises ``ValueError`` naming the file and member when it holds a pickled
-    object array (refused, never unpickled) and when it is not a readable NPZ.
+    Members named in ``mmap_keys`` are memory-mapped read-only instead of
+    loaded (the NPZ must store them uncompressed). Raises ``ValueError``
+    naming the file and member when it holds a pickled object array
+    (refused, never unpickled) and when it is not a readable NPZ.
     """
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             out = {}
+            mapped = [k for k in npz.files if k in mmap_keys]
+            if mapped:
+                with zipfile.ZipFile(path) as zf:
+                    for key in mapped:
+                        out[key] = _memmap_member(path, zf.getinfo(key + ".npy"))
             for key in npz.files:
+                if key in out:
+                    continue
                 try:
                     out[key] = npz[key]
                 except ValueError as exc:

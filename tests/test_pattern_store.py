@@ -1,0 +1,137 @@
+"""Pattern stores larger than memory: memory maps and other array-likes, read lazily."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from ptycho import pattern_store
+from ptycho.raw_data import RawData
+
+N = 8
+
+
+class RecordingStore:
+    """A minimal array-like that refuses to be loaded whole and records its reads."""
+
+    def __init__(self, data):
+        self._data = data
+        self.shape, self.dtype = data.shape, data.dtype
+        self.reads = []
+
+    def __getitem__(self, rows):
+        rows = np.asarray(rows)
+        self.reads.append(rows.copy())
+        return self._data[rows]
+
+    def __array__(self, *args, **kwargs):
+        raise AssertionError("the whole store was loaded")
+
+
+def dataset(m=400, seed=0):
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 60, (m, 2))
+    diff = rng.random((m, N, N)).astype(np.float32)
+    return xy, diff
+
+
+def raw(xy, diff, **kw):
+    return RawData.from_coords_without_pc(xy[:, 0], xy[:, 1], diff, np.ones((N, N)),
+                                          np.arange(len(xy)), **kw)
+
+
+def same_outputs(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        if a[key] is None:
+            assert b[key] is None
+        else:
+            assert np.array_equal(a[key], b[key]), key
+            assert a[key].dtype == b[key].dtype, key
+
+
+@given(m=st.integers(1, 300), n=st.integers(1, 500), chunk=st.integers(1, 64),
+       seed=st.integers(0, 1000))
+def test_gather_equals_fancy_indexing_and_reads_each_frame_once_in_order(m, n, chunk, seed):
+    rng = np.random.default_rng(seed)
+    data = rng.random((m, 3, 3)).astype(np.float32)
+    idx = rng.integers(0, m, n)
+    store = RecordingStore(data)
+    out = pattern_store.gather_frames(store, idx, chunk_frames=chunk)
+    assert np.array_equal(out, data[idx]) and out.dtype == data.dtype
+    read = np.concatenate(store.reads)
+    assert np.array_equal(read, np.unique(idx))  # each needed frame once, increasing
+    assert max(len(r) for r in store.reads) <= chunk
+
+
+def test_lazy_store_gives_the_same_groups_and_arrays():
+    xy, diff = dataset()
+    store = RecordingStore(diff)
+    expected = raw(xy, diff).generate_grouped_data(N, K=6, nsamples=50, gridsize=2, seed=3)
+    got = raw(xy, store).generate_grouped_data(N, K=6, nsamples=50, gridsize=2, seed=3)
+    same_outputs(expected, got)
+    assert np.concatenate(store.reads).size == np.unique(expected["nn_indices"]).size
+
+
+def test_memmap_npy_store(tmp_path):
+    xy, diff = dataset()
+    mm = np.lib.format.open_memmap(tmp_path / "diff.npy", mode="w+", dtype=diff.dtype,
+                                   shape=diff.shape)
+    mm[:] = diff
+    mm.flush()
+    store = np.load(tmp_path / "diff.npy", mmap_mode="r")
+    same_outputs(raw(xy, diff).generate_grouped_data(N, K=5, nsamples=80, gridsize=2, seed=0),
+                 raw(xy, store).generate_grouped_data(N, K=5, nsamples=80, gridsize=2, seed=0))
+
+
+def test_from_file_mmap_maps_the_patterns(tmp_path):
+    xy, diff = dataset()
+    rows, cols = np.mgrid[0:90, 0:90]
+    r = raw(xy, diff, objectGuess=(rows + 1j * cols).astype(np.complex64))
+    r.to_file(tmp_path / "scan.npz")
+    mapped = RawData.from_file(tmp_path / "scan.npz", mmap=True)
+    assert isinstance(mapped.diff3d, np.memmap) and not mapped.diff3d.flags.writeable
+    assert np.array_equal(mapped.diff3d, diff)
+    same_outputs(r.generate_grouped_data(N, K=6, nsamples=64, gridsize=2, seed=9),
+                 mapped.generate_grouped_data(N, K=6, nsamples=64, gridsize=2, seed=9))
+
+
+def test_mmap_of_a_compressed_npz_is_a_clear_error(tmp_path):
+    xy, diff = dataset(m=10)
+    np.savez_compressed(tmp_path / "c.npz", xcoords=xy[:, 0], ycoords=xy[:, 1], diff3d=diff,
+                        probeGuess=np.ones((N, N)))
+    with pytest.raises(ValueError, match=r"member 'diff3d.npy' is compressed .* np.savez"):
+        RawData.from_file(tmp_path / "c.npz", mmap=True)
+    assert RawData.from_file(tmp_path / "c.npz").diff3d.shape == (10, N, N)
+
+
+def test_store_shape_is_checked_without_reading():
+    xy, diff = dataset(m=10)
+    with pytest.raises(ValueError, match=r"diff3d must be 3-D \(M, N, N\), got shape \(10, 64\)"):
+        raw(xy, RecordingStore(diff.reshape(10, 64)))
+    with pytest.raises(ValueError, match="diff3d has 9 patterns but xcoords has 10"):
+        raw(xy, RecordingStore(diff[:9]))
+
+
+def test_hdf5_dataset(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    xy, diff = dataset()
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f["data"] = diff
+    with h5py.File(tmp_path / "d.h5", "r") as f:
+        got = raw(xy, f["data"]).generate_grouped_data(N, K=6, nsamples=40, gridsize=2, seed=1)
+    same_outputs(raw(xy, diff).generate_grouped_data(N, K=6, nsamples=40, gridsize=2, seed=1), got)
+
+
+def test_zarr_array():
+    zarr = pytest.importorskip("zarr")
+    xy, diff = dataset()
+    z = zarr.array(diff, chunks=(16, N, N))
+    same_outputs(raw(xy, diff).generate_grouped_data(N, K=6, nsamples=40, gridsize=2, seed=2),
+                 raw(xy, z).generate_grouped_data(N, K=6, nsamples=40, gridsize=2, seed=2))
+
+
+def test_dask_array():
+    da = pytest.importorskip("dask.array")
+    xy, diff = dataset()
+    d = da.from_array(diff, chunks=(32, N, N))
+    same_outputs(raw(xy, diff).generate_grouped_data(N, K=6, nsamples=40, gridsize=2, seed=4),
+                 raw(xy, d).generate_grouped_data(N, K=6, nsamples=40, gridsize=2, seed=4))
