@@ -153,6 +153,12 @@ class RawData:
                        data.get("objectGuess"), data.get("Y"))
 
     @staticmethod
+    def from_cxi(path, pixel_size=None) -> "RawData":
+        """Open a CXI file lazily (patterns stay in the file); see :mod:`ptycho.cxi`."""
+        from .cxi import read_cxi
+        return read_cxi(path, pixel_size)
+
+    @staticmethod
     def from_files(paths) -> "RawData":
         """Concatenate several NPZ scans; probe and object come from the first."""
         parts = [RawData.from_file(p) for p in paths]

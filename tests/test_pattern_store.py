@@ -135,3 +135,31 @@ def test_dask_array():
     d = da.from_array(diff, chunks=(32, N, N))
     same_outputs(raw(xy, diff).generate_grouped_data(N, K=6, nsamples=40, gridsize=2, seed=4),
                  raw(xy, d).generate_grouped_data(N, K=6, nsamples=40, gridsize=2, seed=4))
+
+
+def test_cxi_file_loads_lazily_with_positions_in_pixels(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    xy, diff = dataset()
+    energy = 1.6e-16  # J (about 1 keV)
+    distance, det_pixel = 2.0, 75e-6
+    pixel = 6.62607015e-34 * 299792458.0 / energy * distance / (N * det_pixel)
+    with h5py.File(tmp_path / "scan.cxi", "w") as f:
+        f["entry_1/data_1/data"] = diff
+        f["entry_1/sample_1/geometry_1/translation"] = np.column_stack(
+            [xy * pixel, np.zeros(len(xy))])
+        f["entry_1/instrument_1/source_1/energy"] = energy
+        f["entry_1/instrument_1/detector_1/distance"] = distance
+        f["entry_1/instrument_1/detector_1/x_pixel_size"] = det_pixel
+    cxi = RawData.from_cxi(tmp_path / "scan.cxi")
+    assert isinstance(cxi.diff3d, h5py.Dataset)
+    assert np.allclose(cxi.xcoords, xy[:, 0] - xy[:, 0].min())
+    shifted = xy - xy.min(axis=0)
+    expected = raw(shifted, diff).generate_grouped_data(N, K=6, nsamples=30, gridsize=2, seed=5)
+    got = cxi.generate_grouped_data(N, K=6, nsamples=30, gridsize=2, seed=5)
+    assert np.array_equal(expected["nn_indices"], got["nn_indices"])
+    assert np.array_equal(expected["diffraction"], got["diffraction"])
+    with pytest.raises(ValueError, match="lacks entry_1/instrument_1/source_1/energy"):
+        with h5py.File(tmp_path / "bare.cxi", "w") as f:
+            f["entry_1/data_1/data"] = diff
+            f["entry_1/sample_1/geometry_1/translation"] = np.zeros((len(xy), 3))
+        RawData.from_cxi(tmp_path / "bare.cxi")
