@@ -244,6 +244,22 @@ class RawData:
             ``coords_relative``/``coords_start_relative (B, 1, 2, C)``,
             ``Y (B, N, N, C)`` or None, ``objectGuess``.
         """
+        nn_indices = self.group_indices(
+            N, K=K, nsamples=nsamples, dataset_path=dataset_path, seed=seed,
+            sequential_sampling=sequential_sampling, gridsize=gridsize,
+            enable_oversampling=enable_oversampling, neighbor_pool_size=neighbor_pool_size,
+            grouping_strategy=grouping_strategy)
+        return self._grouped(nn_indices, N)
+
+    def group_indices(self, N, K=4, nsamples=1, dataset_path=None, seed=None,
+                      sequential_sampling=False, gridsize=None, enable_oversampling=False,
+                      neighbor_pool_size=None, grouping_strategy=None) -> np.ndarray:
+        """Only the groups, ``(B, C)`` indices: what ``generate_grouped_data`` gathers for.
+
+        Takes the same arguments with the same defaults and precedence; use it
+        with :func:`ptycho.grouped_writer.write_grouped` for outputs larger
+        than memory.
+        """
         if gridsize is None:
             gridsize = params.cfg.get("gridsize", 1)
         gridsize = check_positive_int("gridsize", gridsize)
@@ -261,10 +277,17 @@ class RawData:
         nn_indices = strategy.group(self._neighbor_index(), request)
         log.info("%s: %d groups of %d from %d positions", strategy.name, len(nn_indices),
                  gridsize * gridsize, len(self))
-        return self._grouped(nn_indices, N)
+        return nn_indices
 
-    def _grouped(self, nn_indices: np.ndarray, N: int) -> dict:
+    def _grouped(self, nn_indices: np.ndarray, N: int, scale: Optional[float] = None) -> dict:
+        """The output dictionary for ``nn_indices``.
+
+        ``scale`` is the X_full normalisation; None computes it from these
+        groups (a streaming writer passes the one of all groups).
+        """
         diffraction = _channels_last(self.diff3d, nn_indices)
+        if scale is None:
+            scale = normalisation_scale(pattern_energies(diffraction), N)
         coords_nn, coords_offsets, coords_relative = _group_coords(
             self.xcoords, self.ycoords, nn_indices)
         start_nn, start_offsets, start_relative = _group_coords(
@@ -281,7 +304,7 @@ class RawData:
         return {
             "nn_indices": nn_indices,
             "diffraction": diffraction,
-            "X_full": _normalised(diffraction, N),
+            "X_full": _scaled(diffraction, scale),
             "coords_nn": coords_nn,
             "coords_offsets": coords_offsets,
             "coords_relative": coords_relative,
@@ -306,16 +329,22 @@ def _channels_last(stack: np.ndarray, nn_indices: np.ndarray) -> np.ndarray:
     return np.moveaxis(block, 1, 3)
 
 
-def _normalised(diffraction: np.ndarray, N: int) -> np.ndarray:
-    """``diffraction * sqrt((N/2)^2 / mean over patterns of sum(pattern^2))``.
+def pattern_energies(diffraction: np.ndarray) -> np.ndarray:
+    """``sum(pattern**2)`` of every pattern of a ``(B, N, N, C)`` array, ``(B, C)`` float64.
 
-    Per-pattern energies are accumulated in float64 (einsum buffers the cast,
-    so no full-size float64 temporary is made); the result keeps the
-    floating dtype of the input.
+    einsum buffers the cast, so no full-size float64 temporary is made.
     """
     frames = np.moveaxis(diffraction, 3, 1)  # (B, C, N, N): contiguous again
-    energy = np.einsum("bcij,bcij->bc", frames, frames, dtype=np.float64)
-    scale = np.sqrt((N / 2) ** 2 / energy.mean())
+    return np.einsum("bcij,bcij->bc", frames, frames, dtype=np.float64)
+
+
+def normalisation_scale(energies: np.ndarray, N: int) -> float:
+    """PtychoPINN's X_full factor: ``sqrt((N/2)^2 / mean(energies))``."""
+    return float(np.sqrt((N / 2) ** 2 / energies.mean()))
+
+
+def _scaled(diffraction: np.ndarray, scale: float) -> np.ndarray:
+    """``diffraction * scale`` in the input's floating dtype (float64 for integers)."""
     dtype = diffraction.dtype if np.issubdtype(diffraction.dtype, np.floating) else np.float64
     return diffraction * np.asarray(scale, dtype=dtype)
 

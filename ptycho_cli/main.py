@@ -61,7 +61,7 @@ def _load(input_path, args):
     path = Path(input_path)
     if not path.is_file():
         raise UsageError(f"input file not found: {path}")
-    return RawData.from_file(path), str(path)
+    return RawData.from_file(path, mmap=getattr(args, "mmap", False)), str(path)
 
 
 def _grouping_kwargs(args, dataset_path):
@@ -79,7 +79,7 @@ def _peak_rss_mib() -> float:
 def _cmd_group(args) -> int:
     import numpy as np
 
-    from ptycho_grouping.npz_io import atomic_savez
+    from ptycho.grouped_writer import write_grouped
 
     if args.pool_size is not None and not args.oversample:
         raise UsageError("--pool-size only applies with --oversample")
@@ -87,17 +87,17 @@ def _cmd_group(args) -> int:
     raw, dataset_path = _load(args.input, args)
     n_pix = raw.diff3d.shape[1]
     start = time.perf_counter()
-    grouped = raw.generate_grouped_data(n_pix, **_grouping_kwargs(args, dataset_path))
+    # Streamed in chunks of groups: memory stays bounded however large the output.
+    nn = write_grouped(raw, out_path, n_pix, out_format=args.out_format,
+                       chunk_groups=args.chunk_groups, **_grouping_kwargs(args, dataset_path))
     elapsed = time.perf_counter() - start
-    atomic_savez(out_path, {k: v for k, v in grouped.items() if v is not None})
-    nn = grouped["nn_indices"]
     covered = len(np.unique(nn))
     strategy = args.strategy or "sample_then_group"
     print(f"input       {args.input or 'built-in demo'} ({len(raw)} points, {n_pix}x{n_pix} patterns)")
     print(f"groups      {nn.shape[0]} x {nn.shape[1]} (gridsize {args.gridsize}, K {args.neighbors}, "
           f"strategy {strategy})")
     print(f"coverage    {covered} distinct scan points ({100 * covered / len(raw):.1f}%)")
-    print(f"time        {elapsed * 1e3:.1f} ms for generate_grouped_data")
+    print(f"time        {elapsed * 1e3:.1f} ms (grouping, gathering and writing)")
     print(f"peak RSS    {_peak_rss_mib():.0f} MiB (whole process)")
     print(f"wrote       {out_path}")
     return 0
@@ -199,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "grouped arrays to OUT.npz.")
     p.add_argument("input", nargs="?", metavar="INPUT.npz", help="dataset (default: built-in demo)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="where to write")
+    p.add_argument("--out-format", choices=["npz", "hdf5"], default="npz",
+                   help="npz (default) or hdf5 (needs h5py); both written chunk by chunk")
+    p.add_argument("--chunk-groups", type=_positive_int, default=4096,
+                   help="groups held in memory at a time while writing (default 4096)")
+    p.add_argument("--mmap", action="store_true",
+                   help="memory-map the patterns of an uncompressed INPUT.npz instead of loading them")
     _add_grouping_options(p)
     p.set_defaults(func=_cmd_group)
 

@@ -159,3 +159,14 @@ def test_help_on_every_subcommand(tmp_path):
     for sub in ("group", "demo-data", "strategies", "bench", "plot"):
         out = cli(sub, "--help", cwd=tmp_path)
         assert "usage: ptycho-group " + sub in out.stdout
+
+
+def test_group_streams_hdf5_from_a_memory_mapped_input(demo):
+    h5py = pytest.importorskip("h5py")
+    cli("group", "demo.npz", "-o", "g.h5", "--out-format", "hdf5", "--mmap", "--chunk-groups", 50,
+        "--groups", 120, "--seed", 2, cwd=demo)
+    expected = RawData.from_file(demo / "demo.npz").generate_grouped_data(
+        32, K=7, nsamples=120, gridsize=2, seed=2)
+    with h5py.File(demo / "g.h5", "r") as f:
+        assert np.array_equal(f["X_full"][()], expected["X_full"])
+        assert np.array_equal(f["nn_indices"][()], expected["nn_indices"])
