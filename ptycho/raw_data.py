@@ -36,6 +36,9 @@ OPTIONAL_KEYS = {
     "Y": "None",
 }
 
+#: Groups per Dask block when ``generate_grouped_data(..., lazy=True)``.
+LAZY_CHUNK_GROUPS = 1024
+
 # Old module-level functions, kept importable for one transition period by a
 # shim that warns and forwards to the legacy strategy (see ptycho._deprecated).
 _DEPRECATED = ("group_coords", "get_neighbor_diffraction_and_positions", "get_neighbor_indices",
@@ -206,7 +209,7 @@ class RawData:
     def generate_grouped_data(self, N, K=4, nsamples=1, dataset_path=None, seed=None,
                               sequential_sampling=False, gridsize=None,
                               enable_oversampling=False, neighbor_pool_size=None,
-                              grouping_strategy=None) -> dict:
+                              grouping_strategy=None, lazy=False) -> dict:
         """Group scan positions and gather what a PtychoPINN model trains on.
 
         Parameters
@@ -234,6 +237,10 @@ class RawData:
         grouping_strategy : str, optional
             Registry name; default ``params.cfg['grouping_strategy']``, then
             ``"sample_then_group"``.
+        lazy : bool, default False
+            Return ``diffraction``, ``X_full`` and ``Y`` as Dask arrays that
+            read the patterns only when computed (needs the ``dask`` extra;
+            see :mod:`ptycho.lazy`). The other entries are computed at once.
 
         Returns
         -------
@@ -244,12 +251,14 @@ class RawData:
             ``coords_relative``/``coords_start_relative (B, 1, 2, C)``,
             ``Y (B, N, N, C)`` or None, ``objectGuess``.
         """
+        if not isinstance(lazy, (bool, np.bool_)):
+            raise TypeError(f"lazy must be True or False, got {lazy!r}")
         nn_indices = self.group_indices(
             N, K=K, nsamples=nsamples, dataset_path=dataset_path, seed=seed,
             sequential_sampling=sequential_sampling, gridsize=gridsize,
             enable_oversampling=enable_oversampling, neighbor_pool_size=neighbor_pool_size,
             grouping_strategy=grouping_strategy)
-        return self._grouped(nn_indices, N)
+        return self._grouped(nn_indices, N, lazy=bool(lazy))
 
     def group_indices(self, N, K=4, nsamples=1, dataset_path=None, seed=None,
                       sequential_sampling=False, gridsize=None, enable_oversampling=False,
@@ -279,32 +288,46 @@ class RawData:
                  gridsize * gridsize, len(self))
         return nn_indices
 
-    def _grouped(self, nn_indices: np.ndarray, N: int, scale: Optional[float] = None) -> dict:
+    def _grouped(self, nn_indices: np.ndarray, N: int, scale: Optional[float] = None,
+                 lazy: bool = False) -> dict:
         """The output dictionary for ``nn_indices``.
 
         ``scale`` is the X_full normalisation; None computes it from these
-        groups (a streaming writer passes the one of all groups).
+        groups (a streaming writer passes the one of all groups). ``lazy``
+        builds the pattern arrays as Dask arrays instead (:mod:`ptycho.lazy`).
         """
-        diffraction = _channels_last(self.diff3d, nn_indices)
-        if scale is None:
-            scale = normalisation_scale(pattern_energies(diffraction), N)
         coords_nn, coords_offsets, coords_relative = _group_coords(
             self.xcoords, self.ycoords, nn_indices)
         start_nn, start_offsets, start_relative = _group_coords(
             self.xcoords_start, self.ycoords_start, nn_indices)
-        if self.Y is not None:
-            Y = _channels_last(self.Y, nn_indices)
-        elif self.objectGuess is not None:
-            shifts = (coords_offsets + coords_relative)[:, 0]          # (B, 2, C)
-            patches = extract_patches(self.objectGuess,
-                                      np.moveaxis(shifts, 1, 2).reshape(-1, 2), N)
-            Y = np.moveaxis(patches.reshape(*nn_indices.shape, N, N), 1, 3)
+        shifts = (coords_offsets + coords_relative)[:, 0]              # (B, 2, C)
+        if lazy:
+            from . import lazy as lz
+            diffraction = lz.lazy_channels_last(self.diff3d, nn_indices, LAZY_CHUNK_GROUPS)
+            X_full = lz.lazy_normalised(diffraction, N)
+            if self.Y is not None:
+                Y = lz.lazy_channels_last(self.Y, nn_indices, LAZY_CHUNK_GROUPS)
+            elif self.objectGuess is not None:
+                Y = lz.lazy_patches(self.objectGuess, shifts, N, LAZY_CHUNK_GROUPS)
+            else:
+                Y = None
         else:
-            Y = None
+            diffraction = _channels_last(self.diff3d, nn_indices)
+            if scale is None:
+                scale = normalisation_scale(pattern_energies(diffraction), N)
+            X_full = _scaled(diffraction, scale)
+            if self.Y is not None:
+                Y = _channels_last(self.Y, nn_indices)
+            elif self.objectGuess is not None:
+                patches = extract_patches(self.objectGuess,
+                                          np.moveaxis(shifts, 1, 2).reshape(-1, 2), N)
+                Y = np.moveaxis(patches.reshape(*nn_indices.shape, N, N), 1, 3)
+            else:
+                Y = None
         return {
             "nn_indices": nn_indices,
             "diffraction": diffraction,
-            "X_full": _scaled(diffraction, scale),
+            "X_full": X_full,
             "coords_nn": coords_nn,
             "coords_offsets": coords_offsets,
             "coords_relative": coords_relative,
