@@ -13,7 +13,9 @@ import numpy as np
 
 __all__ = ["extract_patches"]
 
-_CHUNK = 2048  # members per vectorised batch: bounds the temporaries
+#: Pixels per vectorised batch. The only full-size temporary is one corner
+#: gather of this many complex64 pixels (8 MiB), whatever N and the count.
+_CHUNK_PIXELS = 1 << 20
 
 
 def extract_patches(obj: np.ndarray, shifts: np.ndarray, N: int) -> np.ndarray:
@@ -32,33 +34,47 @@ def extract_patches(obj: np.ndarray, shifts: np.ndarray, N: int) -> np.ndarray:
     Returns
     -------
     ndarray of shape (P, N, N), complex64
-        Pixels outside the padded object are zero.
+        Pixels outside the padded object are zero; next to its edge they are
+        interpolated towards zero (``scipy.ndimage.shift(..., order=1,
+        mode="grid-constant")``).
     """
     obj = np.asarray(obj)
     if obj.ndim != 2:
         raise ValueError(f"objectGuess must be 2-D, got shape {obj.shape}")
-    padded = np.pad(obj.astype(np.complex64, copy=False), N // 2)
+    # One extra ring of zeros: clipping an index onto it reads zero, so the
+    # corners outside the object need no mask.
+    img = np.pad(obj.astype(np.complex64, copy=False), N // 2 + 1)
     shifts = np.asarray(shifts, dtype=np.float64).reshape(-1, 2)
     out = np.empty((len(shifts), N, N), dtype=np.complex64)
-    for start in range(0, len(shifts), _CHUNK):
-        out[start:start + _CHUNK] = _bilinear_windows(padded, shifts[start:start + _CHUNK], N)
+    chunk = max(1, _CHUNK_PIXELS // (N * N))
+    for start in range(0, len(shifts), chunk):
+        _bilinear_into(out[start:start + chunk], img, shifts[start:start + chunk], N)
     return out
 
 
-def _bilinear_windows(img: np.ndarray, shifts: np.ndarray, N: int) -> np.ndarray:
-    height, width = img.shape
-    grid = np.arange(N)
-    col0 = np.floor(shifts[:, 0])
-    row0 = np.floor(shifts[:, 1])
+def _bilinear_into(out: np.ndarray, img: np.ndarray, shifts: np.ndarray, N: int) -> None:
+    """Accumulate the four weighted corner gathers of ``shifts`` into ``out`` in place.
+
+    ``img`` is the padded object with one more ring of zeros, so pixel
+    ``(r, c)`` of the padded object is ``img[r + 1, c + 1]``; indices off
+    ``img`` are clipped onto that ring and read zero.
+    """
+    col0, row0 = np.floor(shifts[:, 0]), np.floor(shifts[:, 1])
     fx = (shifts[:, 0] - col0).astype(np.float32)[:, None, None]
     fy = (shifts[:, 1] - row0).astype(np.float32)[:, None, None]
-    rows = row0.astype(np.intp)[:, None] + grid  # (P, N)
-    cols = col0.astype(np.intp)[:, None] + grid
 
-    def corner(r, c):
-        inside = ((r >= 0) & (r < height))[:, :, None] & ((c >= 0) & (c < width))[:, None, :]
-        vals = img[np.clip(r, 0, height - 1)[:, :, None], np.clip(c, 0, width - 1)[:, None, :]]
-        return np.where(inside, vals, 0)
+    def index(start, step, size):  # (P, N) indices into img
+        return np.clip(start[:, None] + np.arange(step, N + step), 0, size - 1).astype(np.intp)
 
-    return ((1 - fy) * ((1 - fx) * corner(rows, cols) + fx * corner(rows, cols + 1))
-            + fy * ((1 - fx) * corner(rows + 1, cols) + fx * corner(rows + 1, cols + 1)))
+    rows, rows_next = index(row0, 1, img.shape[0]), index(row0, 2, img.shape[0])
+    cols, cols_next = index(col0, 1, img.shape[1]), index(col0, 2, img.shape[1])
+    corners = ((rows, cols, (1 - fy) * (1 - fx)), (rows, cols_next, (1 - fy) * fx),
+               (rows_next, cols, fy * (1 - fx)), (rows_next, cols_next, fy * fx))
+    for k, (r, c, weight) in enumerate(corners):
+        corner = img[r[:, :, None], c[:, None, :]]  # (P, N, N): the one temporary
+        corner *= weight
+        if k == 0:
+            out[...] = corner
+        else:
+            out += corner
+        del corner  # else the next gather allocates while this one is still alive
