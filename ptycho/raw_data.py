@@ -8,6 +8,9 @@ PtychoPINN consumers read.
 from __future__ import annotations
 
 import logging
+import os
+import warnings
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -25,13 +28,16 @@ __all__ = ["RawData", "REQUIRED_KEYS", "OPTIONAL_KEYS"]
 
 log = logging.getLogger(__name__)
 
-#: NPZ members a dataset file must have.
-REQUIRED_KEYS = ("xcoords", "ycoords", "diff3d", "probeGuess")
-#: NPZ members that may be missing, and what stands in for them.
+#: NPZ members a dataset file must have (``diffraction`` is accepted for ``diff3d``).
+REQUIRED_KEYS = ("xcoords", "ycoords", "diff3d")
+#: NPZ members that may be missing, and what stands in for them. A member
+#: holding the pickled ``None`` that ``np.savez(..., key=None)`` writes (as
+#: PtychoPINN's ``to_file`` does) counts as missing.
 OPTIONAL_KEYS = {
     "xcoords_start": "xcoords",
     "ycoords_start": "ycoords",
     "scan_index": "zeros(M, int64)",
+    "probeGuess": "None",
     "objectGuess": "None",
     "Y": "None",
 }
@@ -67,6 +73,50 @@ def _coordinate(name: str, value, length: Optional[int] = None) -> np.ndarray:
     return arr
 
 
+def _check_dtype(name: str, dtype, real: bool = False) -> None:
+    """Refuse a dtype other than integer, float and (unless ``real``) complex.
+
+    Booleans, strings and objects are refused: they would fail later, far
+    from the cause, or silently give nonsense.
+    """
+    dtype = np.dtype(dtype)
+    kinds = (np.integer, np.floating) if real else (np.integer, np.floating, np.complexfloating)
+    if not any(np.issubdtype(dtype, kind) for kind in kinds):
+        what = "real numbers (integer or float)" if real else "numbers"
+        raise TypeError(f"{name} must hold {what}, got dtype {dtype}")
+
+
+def _numeric_2d(name: str, value) -> Optional[np.ndarray]:
+    """``value`` as a 2-D real or complex array, or None."""
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    _check_dtype(name, arr.dtype)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {arr.shape}")
+    return arr
+
+
+def _check_as(name: str, engine_name: str, value):
+    """Check ``value`` by the grouping engine's rule for ``engine_name``, naming ``name``.
+
+    The rules live in :class:`~ptycho_grouping.GroupingRequest`; this only
+    puts the caller's parameter name into the message.
+    """
+    try:
+        GroupingRequest(n_groups=1, **{engine_name: value})
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(str(exc).replace(engine_name, name, 1)) from None
+    return value
+
+
+def _as_path(name: str, value) -> Path:
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path (str or os.PathLike), got {value!r} "
+                        f"of type {type(value).__name__}")
+    return Path(value)
+
+
 class RawData:
     """A ptychography scan: positions, patterns, probe, optional object.
 
@@ -81,42 +131,72 @@ class RawData:
         with ``shape``, ``dtype`` and integer-array indexing (``np.memmap``,
         h5py dataset, Zarr or Dask array) is kept unread; grouping reads only
         the frames it needs (see :mod:`ptycho.pattern_store`).
-    probeGuess : array_like of shape (N, N)
-    scan_index : array_like of shape (M,)
+        Must hold real numbers (checked from the dtype alone).
+    probeGuess : array_like, 2-D, or None
+        Not used by grouping.
+    scan_index : array_like of shape (M,), or None
+        None gives ``zeros(M, int64)``.
     objectGuess : array_like of shape (H, W), optional
+        Numeric; cut into patches for the output ``Y`` when ``Y`` is absent.
     Y : array_like of shape (M, N, N), optional
-        Ground-truth patches; used for the output ``Y`` when present.
+        Ground-truth patches, same pattern size as ``diff3d``; used for the
+        output ``Y`` when present. A lazy store like ``diff3d``.
     norm_Y_I : optional
         Kept for compatibility; not used by grouping.
+
+    The arrays are checked again, cheaply, each time groups are made, so
+    attributes reassigned or edited in place after construction are caught.
     """
 
     def __init__(self, xcoords, ycoords, xcoords_start, ycoords_start, diff3d,
                  probeGuess, scan_index, objectGuess=None, Y=None, norm_Y_I=None):
-        self.xcoords = _coordinate("xcoords", xcoords)
+        self.xcoords, self.ycoords = xcoords, ycoords
+        self.xcoords_start, self.ycoords_start = xcoords_start, ycoords_start
+        self.diff3d, self.probeGuess, self.objectGuess, self.Y = diff3d, probeGuess, objectGuess, Y
+        if scan_index is None:  # as upstream allows; from_file's default
+            scan_index = np.zeros(np.shape(xcoords)[:1], dtype=np.int64)
+        self.scan_index = scan_index
+        self.norm_Y_I = norm_Y_I
+        self._index: Optional[NeighborIndex] = None
+        self._validate()
+
+    def _validate(self) -> None:
+        """Check every array and store the checked ones back, converted to NumPy.
+
+        Called by the constructor and again before grouping: a few passes over
+        ``M`` numbers, and only the dtype and shape of the pattern stores, so
+        lazy stores stay unread.
+        """
+        self.xcoords = _coordinate("xcoords", self.xcoords)
         m = self.xcoords.shape[0]
         if m == 0:
             raise ValueError("xcoords must hold at least one scan position, got 0")
-        self.ycoords = _coordinate("ycoords", ycoords, m)
-        self.xcoords_start = _coordinate("xcoords_start", xcoords_start, m)
-        self.ycoords_start = _coordinate("ycoords_start", ycoords_start, m)
-        diff3d = check_store("diff3d", diff3d)  # lazy stores stay unread
+        self.ycoords = _coordinate("ycoords", self.ycoords, m)
+        self.xcoords_start = _coordinate("xcoords_start", self.xcoords_start, m)
+        self.ycoords_start = _coordinate("ycoords_start", self.ycoords_start, m)
+        diff3d = self.diff3d = check_store("diff3d", self.diff3d)
+        _check_dtype("diff3d", diff3d.dtype, real=True)  # from the dtype: lazy stores stay unread
         if diff3d.shape[0] != m:
             raise ValueError(f"diff3d has {diff3d.shape[0]} patterns but xcoords has {m} positions")
         if diff3d.shape[1] != diff3d.shape[2]:
-            raise ValueError(f"diff3d patterns must be square, got {diff3d.shape[1]}x{diff3d.shape[2]}")
-        self.diff3d = diff3d
-        self.probeGuess = None if probeGuess is None else np.asarray(probeGuess)
-        self.scan_index = np.asarray(scan_index)
+            raise ValueError("diff3d patterns must be square, got "
+                             f"{diff3d.shape[1]}x{diff3d.shape[2]}")
+        self.probeGuess = _numeric_2d("probeGuess", self.probeGuess)
+        self.scan_index = np.asarray(self.scan_index)
         if self.scan_index.shape != (m,):
             raise ValueError(f"scan_index must have shape ({m},), got {self.scan_index.shape}")
-        self.objectGuess = None if objectGuess is None else np.asarray(objectGuess)
-        if self.objectGuess is not None and self.objectGuess.ndim != 2:
-            raise ValueError(f"objectGuess must be 2-D, got shape {self.objectGuess.shape}")
-        self.Y = None if Y is None else check_store("Y", Y)
-        if self.Y is not None and self.Y.shape[0] != m:
-            raise ValueError(f"Y has {self.Y.shape[0]} patches but xcoords has {m} positions")
-        self.norm_Y_I = norm_Y_I
-        self._index: Optional[NeighborIndex] = None
+        self.objectGuess = _numeric_2d("objectGuess", self.objectGuess)
+        if self.Y is not None:
+            self._validate_y(m)
+
+    def _validate_y(self, m: int) -> None:
+        Y = self.Y = check_store("Y", self.Y)
+        if Y.shape[0] != m:
+            raise ValueError(f"Y has {Y.shape[0]} patches but xcoords has {m} positions")
+        if tuple(Y.shape[1:]) != tuple(self.diff3d.shape[1:]):
+            raise ValueError(f"Y patches are {Y.shape[1]}x{Y.shape[2]} but diff3d patterns are "
+                             f"{self.diff3d.shape[1]}x{self.diff3d.shape[2]}")
+        _check_dtype("Y", Y.dtype)
 
     # -- construction and I/O ------------------------------------------------
 
@@ -131,16 +211,20 @@ class RawData:
     def from_file(path, mmap: bool = False) -> "RawData":
         """Load a PtychoPINN-style NPZ (``allow_pickle=False``).
 
-        Required members: ``xcoords ycoords diff3d probeGuess`` (``diffraction``
-        is accepted for ``diff3d``). Missing optional members default as in
-        :data:`OPTIONAL_KEYS`: start coordinates to the coordinates,
-        ``scan_index`` to zeros, ``objectGuess`` and ``Y`` to None.
+        Required members: ``xcoords ycoords diff3d`` (``diffraction`` is
+        accepted for ``diff3d``); see :data:`REQUIRED_KEYS`. Missing optional
+        members default as in :data:`OPTIONAL_KEYS`: start coordinates to the
+        coordinates, ``scan_index`` to zeros, ``probeGuess``, ``objectGuess``
+        and ``Y`` to None. A member that holds the pickled ``None`` of
+        PtychoPINN's ``to_file`` (``np.savez(..., objectGuess=None)``) counts
+        as missing; it is recognised from its header and never unpickled.
 
         With ``mmap=True`` the pattern stacks (``diff3d``/``diffraction``
         and ``Y``) of an uncompressed NPZ are memory-mapped read-only instead
         of loaded, so a file of any size opens in constant memory.
         """
-        data = load_npz(path, mmap_keys=("diff3d", "diffraction", "Y") if mmap else ())
+        data = load_npz(path, mmap_keys=("diff3d", "diffraction", "Y") if mmap else (),
+                        optional_keys=tuple(OPTIONAL_KEYS))
         if "diff3d" not in data and "diffraction" in data:
             data["diff3d"] = data.pop("diffraction")
         missing = [k for k in REQUIRED_KEYS if k not in data]
@@ -148,11 +232,8 @@ class RawData:
             raise ValueError(f"{path} lacks required key(s) {', '.join(missing)} "
                              f"(found: {', '.join(sorted(data)) or 'none'})")
         x, y = data["xcoords"], data["ycoords"]
-        scan_index = data.get("scan_index")
-        if scan_index is None:
-            scan_index = np.zeros(np.shape(x)[0] if np.ndim(x) else 0, dtype=np.int64)
         return RawData(x, y, data.get("xcoords_start", x), data.get("ycoords_start", y),
-                       data["diff3d"], data["probeGuess"], scan_index,
+                       data["diff3d"], data.get("probeGuess"), data.get("scan_index"),
                        data.get("objectGuess"), data.get("Y"))
 
     @staticmethod
@@ -162,25 +243,88 @@ class RawData:
         return read_cxi(path, pixel_size)
 
     @staticmethod
-    def from_files(paths) -> "RawData":
-        """Concatenate several NPZ scans; probe and object come from the first."""
-        parts = [RawData.from_file(p) for p in paths]
-        if not parts:
+    def from_files(train_data_file_path, test_data_file_path):
+        """Load a training and a test NPZ, as PtychoPINN's ``from_files`` does.
+
+        Parameters
+        ----------
+        train_data_file_path, test_data_file_path : str or os.PathLike
+
+        Returns
+        -------
+        tuple of RawData
+            ``(train, test)``, each read by :meth:`from_file`.
+
+        To join several scans into one dataset use :meth:`concatenate_files`.
+        """
+        paths = []
+        for name, value in (("train_data_file_path", train_data_file_path),
+                            ("test_data_file_path", test_data_file_path)):
+            if isinstance(value, (list, tuple)):
+                raise TypeError(f"{name} must be one path, got the sequence {value!r}; "
+                                "RawData.concatenate_files(paths) joins several files")
+            paths.append(_as_path(name, value))
+        return RawData.from_file(paths[0]), RawData.from_file(paths[1])
+
+    @staticmethod
+    def concatenate_files(paths) -> "RawData":
+        """One dataset from several NPZ scans with the same pattern size.
+
+        Positions, start positions, patterns and scan indices are
+        concatenated in the order given; ``Y`` too when every file has it
+        (otherwise it is dropped, with a warning). The probe and object come
+        from the first file.
+
+        Parameters
+        ----------
+        paths : sequence of str or os.PathLike
+            At least one file.
+        """
+        if isinstance(paths, (str, bytes, os.PathLike)):
+            raise TypeError(f"paths must be a sequence of paths, got the single path {paths!r}; "
+                            "use RawData.from_file for one file")
+        paths = [_as_path(f"paths[{i}]", p) for i, p in enumerate(paths)]
+        if not paths:
             raise ValueError("paths must name at least one file, got none")
-        cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+        parts = [RawData.from_file(p) for p in paths]
+        for path, part in zip(paths[1:], parts[1:]):
+            if part.diff3d.shape[1:] != parts[0].diff3d.shape[1:]:
+                raise ValueError(
+                    f"diff3d patterns of {path} are {part.diff3d.shape[1]}x{part.diff3d.shape[2]} "
+                    f"but those of {paths[0]} are {parts[0].diff3d.shape[1]}x"
+                    f"{parts[0].diff3d.shape[2]}")
+        Y = None
+        lacking_y = [str(p) for p, part in zip(paths, parts) if part.Y is None]
+        if not lacking_y:
+            Y = np.concatenate([part.Y for part in parts])
+        elif len(lacking_y) < len(parts):
+            warnings.warn(f"Y dropped: not every file has it (missing in {', '.join(lacking_y)})",
+                          UserWarning, stacklevel=2)
+
+        def cat(name):
+            return np.concatenate([getattr(part, name) for part in parts])
+
         return RawData(cat("xcoords"), cat("ycoords"), cat("xcoords_start"), cat("ycoords_start"),
                        cat("diff3d"), parts[0].probeGuess, cat("scan_index"),
-                       parts[0].objectGuess)
+                       parts[0].objectGuess, Y)
 
-    def to_file(self, path) -> None:
-        """Write the NPZ that :meth:`from_file` reads, atomically (dtypes kept)."""
+    def to_file(self, path) -> Path:
+        """Write the NPZ that :meth:`from_file` reads, atomically (dtypes kept).
+
+        As with ``np.savez``, ``.npz`` is appended to ``path`` when it does not
+        already end with it. ``None`` members (probe, object, ``Y``) are left
+        out rather than pickled. Returns the path written.
+        """
+        path = os.fspath(path)
+        if not path.endswith(".npz"):
+            path += ".npz"
         arrays = {
             "xcoords": self.xcoords, "ycoords": self.ycoords,
             "xcoords_start": self.xcoords_start, "ycoords_start": self.ycoords_start,
             "diff3d": self.diff3d, "probeGuess": self.probeGuess, "scan_index": self.scan_index,
             "objectGuess": self.objectGuess, "Y": self.Y,
         }
-        atomic_savez(path, {k: v for k, v in arrays.items() if v is not None})
+        return atomic_savez(path, {k: v for k, v in arrays.items() if v is not None})
 
     def __len__(self) -> int:
         return self.xcoords.shape[0]
@@ -190,15 +334,13 @@ class RawData:
     def _neighbor_index(self) -> NeighborIndex:
         """The neighbour index of the current coordinates, reused while they hold.
 
-        Coordinates may have been reassigned or edited in place since the
-        index was built; comparing them with the index's frozen copy (two
-        array comparisons, a few ms at 10^6 points) keeps a stale tree out.
+        Every array is checked again first (:meth:`_validate`): attributes
+        may have been reassigned or edited since construction. Comparing the
+        coordinates with the index's frozen copy (two array comparisons, a
+        few ms at 10^6 points) keeps a stale tree out.
         """
-        x = _coordinate("xcoords", self.xcoords)
-        y = _coordinate("ycoords", self.ycoords, x.shape[0])
-        if x.shape[0] != self.diff3d.shape[0]:
-            raise ValueError(f"xcoords has {x.shape[0]} positions but diff3d has "
-                             f"{self.diff3d.shape[0]} patterns")
+        self._validate()
+        x, y = self.xcoords, self.ycoords
         index = self._index
         if (index is None or index.n_points != x.shape[0]
                 or not np.array_equal(index.coords[:, 0], x)
@@ -250,6 +392,24 @@ class RawData:
             ``coords_offsets``/``coords_start_offsets (B, 1, 2, 1)``,
             ``coords_relative``/``coords_start_relative (B, 1, 2, C)``,
             ``Y (B, N, N, C)`` or None, ``objectGuess``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Naming the argument as passed here (``nsamples``, ``K``, ``seed``,
+            ...) and its value; ``ValueError`` also when the drawn patterns
+            have zero total energy, so ``X_full`` cannot be normalised.
+
+        Notes
+        -----
+        Sign convention (PtychoPINN's current one, ``local_offset_sign = -1``):
+        ``coords_relative = -(coords_nn - coords_offsets)``, so
+        ``coords_offsets + coords_relative = 2 * coords_offsets - coords_nn``.
+        Object patches are cut at that point, so with ``gridsize > 1`` channel
+        ``c`` of ``Y`` is centred on the reflection of member ``c`` through the
+        group centre, not on the member's own position; with ``gridsize = 1``
+        the two coincide. A ``Y`` given to the constructor is gathered per
+        member and is not affected.
         """
         if not isinstance(lazy, (bool, np.bool_)):
             raise TypeError(f"lazy must be True or False, got {lazy!r}")
@@ -267,8 +427,16 @@ class RawData:
 
         Takes the same arguments with the same defaults and precedence; use it
         with :func:`ptycho.grouped_writer.write_grouped` for outputs larger
-        than memory.
+        than memory. Errors name the arguments as passed here, not the
+        grouping engine's names for them.
         """
+        nsamples = check_positive_int("nsamples", nsamples)
+        K = check_positive_int("K", K)
+        seed = _check_as("seed", "rng", seed)
+        sequential_sampling = _check_as("sequential_sampling", "sequential", sequential_sampling)
+        _check_as("enable_oversampling", "enable_oversampling", enable_oversampling)
+        neighbor_pool_size = check_positive_int("neighbor_pool_size", neighbor_pool_size,
+                                                allow_none=True)
         if gridsize is None:
             gridsize = params.cfg.get("gridsize", 1)
         gridsize = check_positive_int("gridsize", gridsize)
@@ -362,8 +530,20 @@ def pattern_energies(diffraction: np.ndarray) -> np.ndarray:
 
 
 def normalisation_scale(energies: np.ndarray, N: int) -> float:
-    """PtychoPINN's X_full factor: ``sqrt((N/2)^2 / mean(energies))``."""
-    return float(np.sqrt((N / 2) ** 2 / energies.mean()))
+    """PtychoPINN's X_full factor: ``sqrt((N/2)^2 / mean(energies))``.
+
+    Shared by the eager, streaming and lazy paths, so all refuse the same
+    inputs: ``ValueError`` when the mean energy is zero (all drawn patterns
+    blank) or not finite, instead of an ``X_full`` of inf or NaN.
+    """
+    mean = float(np.mean(energies))
+    if mean == 0:
+        raise ValueError("the drawn diffraction patterns have zero total energy, so X_full's "
+                         "normalisation sqrt((N/2)^2 / mean energy) is undefined")
+    if not np.isfinite(mean):
+        raise ValueError(f"the drawn diffraction patterns have a non-finite mean energy ({mean}): "
+                         "diff3d holds NaN or inf, so X_full cannot be normalised")
+    return float(np.sqrt((N / 2) ** 2 / mean))
 
 
 def _scaled(diffraction: np.ndarray, scale: float) -> np.ndarray:

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import stat
 import struct
 import tempfile
 import zipfile
@@ -10,15 +12,64 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_savez", "load_npz"]
+__all__ = ["atomic_savez", "load_npz", "set_new_file_mode"]
+
+log = logging.getLogger(__name__)
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it where the OS allows.
+
+    ``os.umask`` can only be read by setting it, which for a moment changes
+    the mode of files other threads create; Linux reports it in
+    ``/proc/self/status`` instead, so that is tried first.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def set_new_file_mode(tmp, target) -> int:
+    """Give the temporary file ``tmp`` the mode ``target`` should end up with.
+
+    ``tempfile.mkstemp`` creates files readable by their owner only, and
+    ``os.replace`` keeps that mode; call this before renaming ``tmp`` onto
+    ``target``. The mode is the existing ``target``'s when a file is being
+    replaced, else what ``open()`` would give a new file: ``0o666 & ~umask``.
+
+    Parameters
+    ----------
+    tmp : str or os.PathLike
+        The temporary file, about to be renamed.
+    target : str or os.PathLike
+        The final name.
+
+    Returns
+    -------
+    int
+        The mode that was set.
+    """
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~_current_umask()
+    os.chmod(tmp, mode)
+    return mode
 
 
 def atomic_savez(path, arrays: dict, *, compressed: bool = False) -> Path:
     """Write ``arrays`` to ``path`` as NPZ, all or nothing.
 
     The data go to a temporary file in the target directory, are flushed to
-    disk, and only then renamed over ``path``: an interrupted or failing
-    write leaves any existing file untouched and no partial file behind.
+    disk, get the mode a plain ``np.savez`` would have given the file (see
+    :func:`set_new_file_mode`), and only then are renamed over ``path``: an
+    interrupted or failing write leaves any existing file untouched and no
+    partial file behind. ``path`` is used as given (no ``.npz`` is added).
     Object arrays are refused, so every file reloads with ``allow_pickle=False``.
     """
     path = Path(path)
@@ -31,12 +82,36 @@ def atomic_savez(path, arrays: dict, *, compressed: bool = False) -> Path:
             (np.savez_compressed if compressed else np.savez)(fh, **arrays)
             fh.flush()
             os.fsync(fh.fileno())
+        set_new_file_mode(tmp, path)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     return path
+
+
+def _read_header(fh):
+    """``(shape, fortran_order, dtype)`` of the ``.npy`` stream at ``fh``; never unpickles."""
+    version = np.lib.format.read_magic(fh)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    return read_header(fh)
+
+
+def _member_name(zf: zipfile.ZipFile, key: str) -> str:
+    """The zip member behind NpzFile key ``key`` (which drops a ``.npy`` suffix)."""
+    return key + ".npy" if key + ".npy" in zf.namelist() else key
+
+
+def _is_pickled_scalar(zf: zipfile.ZipFile, key: str) -> bool:
+    """True when member ``key`` is a 0-d object array, as ``np.savez(..., k=None)`` writes.
+
+    Only the ``.npy`` header is read (decompressing a few bytes if needed).
+    """
+    with zf.open(_member_name(zf, key)) as fh:
+        shape, _, dtype = _read_header(fh)
+    return dtype.hasobject and shape == ()
 
 
 def _memmap_member(path: Path, info: zipfile.ZipInfo) -> np.memmap:
@@ -49,10 +124,7 @@ def _memmap_member(path: Path, info: zipfile.ZipInfo) -> np.memmap:
         local = fh.read(30)  # the zip local file header precedes the member's bytes
         name_len, extra_len = struct.unpack("<HH", local[26:30])
         fh.seek(info.header_offset + 30 + name_len + extra_len)
-        version = np.lib.format.read_magic(fh)
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
-        shape, fortran, dtype = read_header(fh)
+        shape, fortran, dtype = _read_header(fh)
         offset = fh.tell()
     if dtype.hasobject:
         raise ValueError(f"{path}: member {info.filename[:-4]!r} is a pickled object array, "
@@ -61,25 +133,58 @@ def _memmap_member(path: Path, info: zipfile.ZipInfo) -> np.memmap:
                      order="F" if fortran else "C")
 
 
-def load_npz(path, mmap_keys=()) -> dict:
+def load_npz(path, mmap_keys=(), optional_keys=()) -> dict:
     """All arrays of an NPZ file, loaded with ``allow_pickle=False``.
 
-    Members named in ``mmap_keys`` are memory-mapped read-only instead of
-    loaded (the NPZ must store them uncompressed). Raises ``ValueError``
-    naming the file and member when it holds a pickled object array
-    (refused, never unpickled) and when it is not a readable NPZ.
+    Parameters
+    ----------
+    path : str or os.PathLike
+    mmap_keys : iterable of str
+        Members memory-mapped read-only instead of loaded (the NPZ must store
+        them uncompressed).
+    optional_keys : iterable of str
+        Members that may hold the pickled 0-d placeholder ``np.savez`` writes
+        for ``None`` (as PtychoPINN's ``to_file`` does for a missing object).
+        Such a member is recognised from its header, never unpickled, and
+        left out of the result as if absent.
+
+    Returns
+    -------
+    dict
+        Member name to array.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    ValueError
+        Naming the file when it is not an NPZ (zip) archive or not readable,
+        and naming the member when it holds any other pickled object array
+        (refused, never unpickled).
     """
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            out = {}
-            mapped = [k for k in npz.files if k in mmap_keys]
-            if mapped:
-                with zipfile.ZipFile(path) as zf:
-                    for key in mapped:
-                        out[key] = _memmap_member(path, zf.getinfo(key + ".npy"))
+        with open(path, "rb") as fh:
+            is_zip = zipfile.is_zipfile(fh)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no such file: {path}") from None
+    except OSError as exc:  # a directory, no permission, ...
+        raise ValueError(f"{path} is not a readable NPZ file: {exc}") from exc
+    # np.load would take a .npy file or a text file for a pickle and fail obscurely.
+    if not is_zip:
+        raise ValueError(f"{path} is not an NPZ (zip) archive")
+    try:
+        with zipfile.ZipFile(path) as zf, np.load(path, allow_pickle=False) as npz:
+            out, skipped = {}, set()
             for key in npz.files:
-                if key in out:
+                if key in optional_keys and _is_pickled_scalar(zf, key):
+                    log.info("%s: optional member %r holds a pickled placeholder "
+                             "(None); treated as absent", path, key)
+                    skipped.add(key)
+                elif key in mmap_keys:
+                    out[key] = _memmap_member(path, zf.getinfo(_member_name(zf, key)))
+            for key in npz.files:
+                if key in out or key in skipped:
                     continue
                 try:
                     out[key] = npz[key]
@@ -87,11 +192,7 @@ def load_npz(path, mmap_keys=()) -> dict:
                     raise ValueError(f"{path}: member {key!r} is a pickled object array, "
                                      "which is refused for safety") from exc
             return out
-    except (OSError, EOFError) as exc:
-        if not path.exists():
-            raise FileNotFoundError(f"no such file: {path}") from None
-        raise ValueError(f"{path} is not a readable NPZ file: {exc}") from exc
-    except Exception as exc:  # zipfile.BadZipFile and friends
+    except Exception as exc:  # zipfile.BadZipFile, truncated members and friends
         if isinstance(exc, ValueError) and str(path) in str(exc):
             raise
         raise ValueError(f"{path} is not a readable NPZ file: {exc}") from exc

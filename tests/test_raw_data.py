@@ -231,6 +231,19 @@ def base_args(m=5, n=4):
     (dict(ycoords_start=np.array([0, 1, 2, np.inf, 4.0])), ValueError, "ycoords_start must be finite"),
     (dict(xcoords=np.array(list("abcde"))), TypeError, "xcoords must be real numbers"),
     (dict(scan_index=np.zeros(3)), ValueError, r"scan_index must have shape \(5,\)"),
+    (dict(diff3d=np.zeros((5, 4, 4), np.complex64)), TypeError,
+     "diff3d must hold real numbers .*got dtype complex64"),
+    (dict(diff3d=np.zeros((5, 4, 4), object)), TypeError, "diff3d must hold real numbers .*got dtype object"),
+    (dict(diff3d=np.full((5, 4, 4), "a")), TypeError, "diff3d must hold real numbers .*got dtype <U1"),
+    (dict(diff3d=np.zeros((5, 4, 4), bool)), TypeError, "diff3d must hold real numbers .*got dtype bool"),
+    (dict(Y=np.zeros((5, 6, 6), np.complex64)), ValueError, "Y patches are 6x6 but diff3d patterns are 4x4"),
+    (dict(Y=np.zeros((4, 4, 4), np.complex64)), ValueError, "Y has 4 patches but xcoords has 5 positions"),
+    (dict(Y=np.full((5, 4, 4), "a")), TypeError, "Y must hold numbers, got dtype <U1"),
+    (dict(probeGuess=np.ones((2, 4, 4))), ValueError, r"probeGuess must be 2-D, got shape \(2, 4, 4\)"),
+    (dict(probeGuess=np.ones(4)), ValueError, r"probeGuess must be 2-D, got shape \(4,\)"),
+    (dict(objectGuess="object.png"), TypeError, "objectGuess must hold numbers, got dtype <U10"),
+    (dict(objectGuess=np.ones((3, 3), object)), TypeError, "objectGuess must hold numbers, got dtype object"),
+    (dict(objectGuess=np.ones(9)), ValueError, r"objectGuess must be 2-D, got shape \(9,\)"),
 ])
 def test_bad_construction(change, exc, message):
     args = base_args()
@@ -239,19 +252,151 @@ def test_bad_construction(change, exc, message):
         RawData(**args)
 
 
+class DtypeOnlyStore:
+    """A lazy store that fails the test if anything reads it."""
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype, self.ndim = shape, np.dtype(dtype), len(shape)
+
+    def __getitem__(self, key):
+        raise AssertionError("the store was read")
+
+
+def test_lazy_store_dtype_is_checked_without_reading():
+    args = base_args()
+    args["diff3d"] = DtypeOnlyStore((5, 4, 4), np.complex128)
+    with pytest.raises(TypeError, match="diff3d must hold real numbers .*got dtype complex128"):
+        RawData(**args)
+    args["diff3d"] = DtypeOnlyStore((5, 4, 4), np.uint16)
+    assert RawData(**args).diff3d is args["diff3d"]
+
+
+def test_scan_index_none_defaults_to_zeros():
+    args = base_args()
+    args["scan_index"] = None
+    rd = RawData(**args)
+    assert np.array_equal(rd.scan_index, np.zeros(5)) and rd.scan_index.dtype == np.int64
+
+
+def test_probe_may_be_none():
+    args = base_args()
+    args["probeGuess"] = None
+    rd = RawData(**args)
+    rd.diff3d[:] = 1
+    assert rd.probeGuess is None
+    assert rd.generate_grouped_data(4, nsamples=3, seed=0)["nn_indices"].shape == (3, 1)
+
+
+@pytest.mark.parametrize("kwargs, exc, message", [
+    (dict(nsamples=0), ValueError, "nsamples must be a positive integer, got 0"),
+    (dict(nsamples=2.5), TypeError, "nsamples must be a positive integer, got 2.5"),
+    (dict(K=0), ValueError, "K must be a positive integer, got 0"),
+    (dict(K="4"), TypeError, "K must be a positive integer, got '4'"),
+    (dict(seed=-1), ValueError, "seed must be a non-negative int seed, got -1"),
+    (dict(seed=1.5), TypeError, "seed must be None, a non-negative int or a numpy.random.Generator, got 1.5"),
+    (dict(sequential_sampling="yes"), TypeError, "sequential_sampling must be True or False, got 'yes'"),
+    (dict(enable_oversampling=1), TypeError, "enable_oversampling must be True or False, got 1"),
+    (dict(neighbor_pool_size=0), ValueError, "neighbor_pool_size must be a positive integer, got 0"),
+    (dict(gridsize=0), ValueError, "gridsize must be a positive integer, got 0"),
+    (dict(gridsize=2.0), TypeError, "gridsize must be a positive integer, got 2.0"),
+])
+def test_grouping_errors_name_the_callers_argument(kwargs, exc, message):
+    rd = RawData(**base_args())
+    args = dict(nsamples=2) | kwargs
+    with pytest.raises(exc, match="^" + message):
+        rd.generate_grouped_data(4, **args)
+    with pytest.raises(exc, match="^" + message):
+        rd.group_indices(4, **args)
+
+
 def test_bad_grouping_arguments():
     rd = RawData(**base_args())
     with pytest.raises(ValueError, match=r"N=8 does not match the diffraction patterns' size 4x4"):
         rd.generate_grouped_data(8, nsamples=2)
-    with pytest.raises(ValueError, match="gridsize must be a positive integer, got 0"):
-        rd.generate_grouped_data(4, nsamples=2, gridsize=0)
-    with pytest.raises(TypeError, match="nsamples|n_groups must be a positive integer, got 2.5"):
-        rd.generate_grouped_data(4, nsamples=2.5)
+    with pytest.raises(ValueError, match="N must be a positive integer, got 0"):
+        rd.generate_grouped_data(0, nsamples=2)
     with pytest.raises(ValueError, match=r"neighbors \(K=3\) must be at least 4"):
         rd.generate_grouped_data(4, K=3, nsamples=2, gridsize=2)
     rd.xcoords[1] = np.nan
     with pytest.raises(ValueError, match="xcoords must be finite"):
         rd.generate_grouped_data(4, nsamples=2)
+
+
+# -- arrays changed after construction are checked again before grouping ------
+
+@pytest.mark.parametrize("name, value, exc, message", [
+    ("xcoords_start", np.arange(4.0), ValueError, "xcoords_start has 4 entries but xcoords has 5"),
+    ("ycoords_start", np.arange(6.0), ValueError, "ycoords_start has 6 entries but xcoords has 5"),
+    ("xcoords", np.arange(6.0), ValueError, "ycoords has 5 entries but xcoords has 6"),
+    ("diff3d", np.ones((6, 4, 4)), ValueError, "diff3d has 6 patterns but xcoords has 5 positions"),
+    ("diff3d", np.ones((5, 4, 4), complex), TypeError, "diff3d must hold real numbers"),
+    ("Y", np.ones((4, 4, 4)), ValueError, "Y has 4 patches but xcoords has 5 positions"),
+    ("Y", np.ones((5, 2, 2)), ValueError, "Y patches are 2x2 but diff3d patterns are 4x4"),
+])
+def test_reassigned_arrays_are_checked_before_grouping(name, value, exc, message):
+    rd = RawData(**base_args())
+    rd.diff3d[:] = 1
+    setattr(rd, name, value)
+    with pytest.raises(exc, match=message):
+        rd.generate_grouped_data(4, nsamples=2, seed=0)
+
+
+def test_nan_written_into_start_coordinates_is_caught():
+    rd = RawData(**base_args())
+    rd.diff3d[:] = 1
+    rd.xcoords_start[3] = np.nan
+    with pytest.raises(ValueError, match="xcoords_start must be finite: 1 non-finite value.*index 3"):
+        rd.generate_grouped_data(4, nsamples=2, seed=0)
+
+
+def test_coordinates_reassigned_as_lists_work():
+    xy = raster(6)
+    rd, ref = make_raw(xy), make_raw(xy)
+    rd.xcoords, rd.ycoords_start = list(xy[:, 0]), list(xy[:, 1] - 0.25)
+    got = rd.generate_grouped_data(N, K=4, nsamples=10, gridsize=2, seed=3)
+    want = ref.generate_grouped_data(N, K=4, nsamples=10, gridsize=2, seed=3)
+    for key in ("nn_indices", "coords_nn", "coords_relative", "coords_start_nn",
+                "coords_start_relative"):
+        assert np.array_equal(got[key], want[key]), key
+
+
+# -- X_full normalisation of blank patterns ------------------------------------
+
+def test_all_zero_drawn_patterns_are_an_error_not_nan():
+    rd = make_raw(raster(6))
+    rd.diff3d[:] = 0
+    with pytest.raises(ValueError, match="drawn diffraction patterns have zero total energy, so "
+                                         "X_full's normalisation .* is undefined"):
+        rd.generate_grouped_data(N, K=4, nsamples=10, gridsize=2, seed=0)
+
+
+def test_only_the_drawn_patterns_matter():
+    rd = make_raw(raster(6))
+    rd.diff3d[:2] = 0  # the first two positions are blank, the others are not
+    with pytest.raises(ValueError, match="zero total energy"):
+        rd.generate_grouped_data(N, nsamples=2, gridsize=1, sequential_sampling=True)
+    out = rd.generate_grouped_data(N, nsamples=3, gridsize=1, sequential_sampling=True)
+    assert np.isfinite(out["X_full"]).all() and out["X_full"][2].any()
+
+
+def test_zero_energy_in_the_lazy_and_streaming_paths(tmp_path):
+    pytest.importorskip("dask")
+    from ptycho.grouped_writer import write_grouped
+    rd = make_raw(raster(6))
+    rd.diff3d[:] = 0
+    out = rd.generate_grouped_data(N, K=4, nsamples=10, gridsize=2, seed=0, lazy=True)
+    with pytest.raises(ValueError, match="zero total energy"):
+        out["X_full"].compute()
+    with pytest.raises(ValueError, match="zero total energy"):
+        write_grouped(rd, tmp_path / "g.npz", N, K=4, nsamples=10, gridsize=2, seed=0)
+    assert os.listdir(tmp_path) == []
+
+
+def test_nan_patterns_are_an_error_not_nan():
+    rd = make_raw(raster(6))
+    rd.diff3d[:, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"non-finite mean energy \(nan\)"):
+        rd.generate_grouped_data(N, nsamples=5, seed=0)
 
 
 def test_warnings_point_at_the_callers_line():
