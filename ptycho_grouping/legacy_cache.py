@@ -4,8 +4,8 @@ The pre-refactor code cached every group it enumerated in
 ``<dir of dataset>/<stem>.g<gridsize>k<K>.groups_cache.npz`` with the members
 ``all_groups`` (int64, one sorted group per row), ``dataset_checksum`` (MD5 hex
 string), ``gridsize`` and ``overlap_factor`` (= K). The legacy strategy reads
-and writes these files; the migration tool uses :func:`is_legacy_cache_file`
-to find them without loading them.
+and writes these files; the migration tool uses :func:`cache_file_problem`
+to recognise them without loading them.
 """
 from __future__ import annotations
 
@@ -23,12 +23,16 @@ import numpy as np
 from .npz_io import atomic_savez
 
 __all__ = ["CACHE_KEYS", "CACHE_NAME_RE", "dataset_checksum", "candidate_checksums",
-           "cache_path", "read_cache", "write_cache", "is_legacy_cache_file"]
+           "cache_path", "read_cache", "write_cache", "cache_file_problem",
+           "is_legacy_cache_file", "TEMP_NAME_RE"]
 
 log = logging.getLogger(__name__)
 
 CACHE_KEYS = frozenset({"all_groups", "dataset_checksum", "gridsize", "overlap_factor"})
 CACHE_NAME_RE = re.compile(r"^(?P<stem>.+)\.g(?P<gridsize>\d+)k(?P<k>\d+)\.groups_cache\.npz$")
+#: The temporary file of an interrupted cache write: ``.<cache name>.<random>.tmp``,
+#: the ``mkstemp`` prefix and suffix :func:`.npz_io.atomic_savez` uses.
+TEMP_NAME_RE = re.compile(r"^\.(?P<cache>.+\.g\d+k\d+\.groups_cache\.npz)\.[A-Za-z0-9_]+\.tmp$")
 
 
 def dataset_checksum(x, y) -> str:
@@ -92,41 +96,55 @@ def read_cache(path, checksum: Union[str, Iterable[str]], gridsize: int,
     ndarray of shape (n, gridsize**2), dtype int64, or None
         None when there is no file; when it is a valid cache for other
         coordinates or parameters (it is left in place and will be
-        overwritten, as the old code did); and when it is unreadable or not in
-        the legacy format (such a file is removed, as the old code did).
+        overwritten, as the old code did); and when it is not in the legacy
+        format (bad zip, wrong members, a pickled member, wrong dtype or
+        shape: such a file is removed, as the old code did). The metadata
+        are compared before ``all_groups`` is looked at, in the old order.
         Nothing is ever unpickled.
+
+    Raises
+    ------
+    OSError
+        When the file exists but cannot be opened or read (permissions, I/O
+        error). It is left untouched: on a shared disk it may be another
+        user's valid cache, which removing or replacing would change the
+        groups of their running experiment.
     """
     path = Path(path)
     accepted = {checksum} if isinstance(checksum, str) else set(checksum)
     if not path.is_file():
         log.debug("no group cache at %s", path)
         return None
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if set(npz.files) != CACHE_KEYS:
-                raise ValueError(f"members {sorted(npz.files)}, expected {sorted(CACHE_KEYS)}")
-            groups = npz["all_groups"]
-            meta = (str(npz["dataset_checksum"]), int(npz["gridsize"]),
-                    int(npz["overlap_factor"]))
-        if groups.dtype != np.int64 or groups.ndim != 2:
-            raise ValueError(f"all_groups has dtype {groups.dtype} and shape {groups.shape}")
-    except Exception as exc:  # any unreadable file (bad zip, pickled member, ...) goes
-        log.warning("removing unreadable group cache %s (%s)", path, exc)
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        return None
-    if meta[0] not in accepted or meta[1:] != (gridsize, k):
-        log.info("group cache %s is for other data or parameters (gridsize=%d, K=%d); "
-                 "recomputing", path, meta[1], meta[2])
-        return None
-    if groups.shape[1] != gridsize * gridsize:
-        log.warning("removing group cache %s: rows of %d members, expected %d",
-                    path, groups.shape[1], gridsize * gridsize)
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        return None
-    log.info("using group cache %s (%d groups)", path, len(groups))
-    return groups
+    # Opened here so that an access error (which propagates) is told apart
+    # from a format error (the file is removed): np.load reads from the handle.
+    with open(path, "rb") as fh:
+        try:
+            with np.load(fh, allow_pickle=False) as npz:
+                if set(npz.files) != CACHE_KEYS:
+                    raise ValueError(f"members {sorted(npz.files)}, expected {sorted(CACHE_KEYS)}")
+                meta = (str(npz["dataset_checksum"]), int(npz["gridsize"]),
+                        int(npz["overlap_factor"]))
+                if meta[0] not in accepted or meta[1:] != (gridsize, k):
+                    log.info("group cache %s is for other data or parameters (gridsize=%d, "
+                             "K=%d); recomputing", path, meta[1], meta[2])
+                    return None
+                groups = npz["all_groups"]
+            if groups.dtype != np.int64 or groups.ndim != 2:
+                raise ValueError(f"all_groups has dtype {groups.dtype} and shape {groups.shape}")
+            if groups.shape[1] != gridsize * gridsize:
+                raise ValueError(f"rows of {groups.shape[1]} members, expected "
+                                 f"{gridsize * gridsize}")
+        except OSError:
+            raise
+        except Exception as exc:  # bad zip, pickled member, wrong members/dtype/shape
+            problem = exc
+        else:
+            log.info("using group cache %s (%d groups)", path, len(groups))
+            return groups
+    log.warning("removing group cache %s: not in the legacy format (%s)", path, problem)
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    return None
 
 
 def write_cache(path, all_groups: np.ndarray, checksum: str, gridsize: int, k: int) -> Path:
@@ -144,18 +162,80 @@ def write_cache(path, all_groups: np.ndarray, checksum: str, gridsize: int, k: i
     }, compressed=True)
 
 
-def is_legacy_cache_file(path) -> bool:
-    """True if ``path`` is named like a legacy cache and holds exactly its members.
+def cache_file_problem(fh) -> Optional[str]:
+    """Why the open NPZ ``fh`` is not a legacy cache, or None if it is one.
 
-    Only the zip directory is read: nothing is loaded or unpickled. A symbolic
-    link is never a cache file (it is not followed). Unreadable files give False.
+    Only the zip directory and each member's ``.npy`` header are read:
+    nothing is loaded or unpickled. A cache holds exactly the four members,
+    none of object dtype; ``all_groups`` is 2-D int64, the checksum a 0-d
+    string and ``gridsize`` and ``overlap_factor`` 0-d integers.
+
+    Parameters
+    ----------
+    fh : binary file object, seekable
+
+    Returns
+    -------
+    str or None
+
+    Raises
+    ------
+    OSError
+        When the file cannot be read (not when its contents are wrong).
+    """
+    try:
+        with zipfile.ZipFile(fh) as zf:
+            names = zf.namelist()
+            if len(names) != len(CACHE_KEYS) or set(names) != {f"{k}.npy" for k in CACHE_KEYS}:
+                members = sorted(n[:-4] if n.endswith(".npy") else n for n in names)
+                return f"members {members} are not the legacy cache's {sorted(CACHE_KEYS)}"
+            headers = {name[:-4]: _npy_header(zf, name) for name in names}
+    except OSError:
+        raise
+    except Exception as exc:  # BadZipFile, a bad .npy header, zlib.error, encryption, ...
+        return f"not a readable NPZ ({exc.__class__.__name__}: {exc})"
+    for key, (shape, dtype) in sorted(headers.items()):
+        if dtype.hasobject:
+            return f"member {key!r} holds pickled objects"
+    for key, (shape, dtype) in sorted(headers.items()):
+        fits, wanted = _MEMBER_RULES[key]
+        if not fits(shape, dtype):
+            return f"member {key!r} has dtype {dtype} and shape {shape}, not {wanted}"
+    return None
+
+
+# What the old code wrote for each member: (test on shape and dtype, description).
+_MEMBER_RULES = {
+    "all_groups": (lambda shape, dtype: dtype == np.int64 and len(shape) == 2, "2-D int64"),
+    "dataset_checksum": (lambda shape, dtype: dtype.kind in "US" and shape == (),
+                         "a 0-d string"),
+    "gridsize": (lambda shape, dtype: dtype.kind in "iu" and shape == (), "a 0-d integer"),
+    "overlap_factor": (lambda shape, dtype: dtype.kind in "iu" and shape == (), "a 0-d integer"),
+}
+
+
+def _npy_header(zf: zipfile.ZipFile, name: str):
+    """``(shape, dtype)`` from a member's ``.npy`` header; the data are not read."""
+    with zf.open(name) as member:
+        version = np.lib.format.read_magic(member)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _fortran, dtype = read_header(member)
+    return shape, dtype
+
+
+def is_legacy_cache_file(path) -> bool:
+    """True if ``path`` is named like a legacy cache and holds one (see :func:`cache_file_problem`).
+
+    Only the zip directory and the member headers are read: nothing is
+    loaded or unpickled. A symbolic link is never a cache file (it is not
+    followed). Unreadable files give False.
     """
     path = Path(path)
     try:
         if not CACHE_NAME_RE.match(path.name) or path.is_symlink() or not path.is_file():
             return False
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile):
+        with open(path, "rb") as fh:
+            return cache_file_problem(fh) is None
+    except OSError:
         return False
-    return names == {f"{key}.npy" for key in CACHE_KEYS}

@@ -105,8 +105,11 @@ def test_decoys_are_not_caches(tmp_path):
     assert [lc.is_legacy_cache_file(p) for p in (wrong, junk, real, link, misnamed, directory,
                                                  tmp_path / "absent.g2k4.groups_cache.npz")] == \
         [False, False, True, False, False, False, False]
-    # Recognition only reads names; reading refuses the pickle and removes the file.
-    assert lc.is_legacy_cache_file(pickled)
+    # Recognition reads the member headers (not the data): a pickled member
+    # is not a cache. Reading refuses the pickle and removes the file.
+    assert not lc.is_legacy_cache_file(pickled)
+    with open(pickled, "rb") as fh:
+        assert "'all_groups' holds pickled objects" in lc.cache_file_problem(fh)
     assert lc.read_cache(pickled, "x", 2, 4) is None and not pickled.exists()
     # An unreadable/wrong-format file met by read_cache is removed.
     assert lc.read_cache(wrong, "x", 2, 4) is None and not wrong.exists()
@@ -131,3 +134,86 @@ def test_candidate_checksums():
                     lc.dataset_checksum(xi, yi))
     assert lc.candidate_checksums(np.array([1.5, 2.0]), np.array([3.0, 4.0])) == (
         lc.dataset_checksum(np.array([1.5, 2.0]), np.array([3.0, 4.0])),)
+
+
+def _npz_bytes(**arrays):
+    import io
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    buf.seek(0)
+    return buf
+
+
+GOOD = dict(all_groups=np.zeros((2, 4), np.int64), dataset_checksum=np.array("abc"),
+            gridsize=np.array(2), overlap_factor=np.array(4))
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("all_groups", np.zeros((2, 4), np.int32), "'all_groups' has dtype int32"),
+    ("all_groups", np.zeros(8, np.int64), "'all_groups' has dtype int64 and shape (8,)"),
+    ("all_groups", np.zeros((2, 2, 2), np.int64), "shape (2, 2, 2)"),
+    ("dataset_checksum", np.array([1.0, 2.0]), "'dataset_checksum' has dtype float64"),
+    ("gridsize", np.array([2, 2]), "'gridsize' has dtype int64 and shape (2,)"),
+    ("overlap_factor", np.array(4.5), "'overlap_factor' has dtype float64"),
+    ("gridsize", np.array(["a", None], dtype=object), "'gridsize' holds pickled objects"),
+])
+def test_member_headers_are_checked(key, value, expected):
+    assert lc.cache_file_problem(_npz_bytes(**GOOD)) is None
+    problem = lc.cache_file_problem(_npz_bytes(**{**GOOD, key: value}))
+    assert problem is not None and expected in problem
+
+
+def test_garbage_members_under_the_cache_names_are_not_a_cache(tmp_path):
+    import zipfile
+    path = tmp_path / "x.g2k4.groups_cache.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        for key in lc.CACHE_KEYS:
+            zf.writestr(f"{key}.npy", b"garbage, not an array")
+    assert not lc.is_legacy_cache_file(path)
+    with open(path, "rb") as fh:
+        assert lc.cache_file_problem(fh).startswith("not a readable NPZ")
+
+
+def test_metadata_is_compared_before_the_groups_are_checked(tmp_path):
+    # An int32 cache for *other* parameters is left alone (the old order);
+    # for these parameters it is in the wrong format and removed.
+    path = tmp_path / "scan.g2k4.groups_cache.npz"
+    np.savez_compressed(path, all_groups=np.zeros((2, 4), np.int32), dataset_checksum="abc",
+                        gridsize=2, overlap_factor=4)
+    assert lc.read_cache(path, "other", 2, 4) is None and path.exists()
+    assert lc.read_cache(path, "abc", 2, 5) is None and path.exists()
+    assert lc.read_cache(path, "abc", 2, 4) is None and not path.exists()
+
+
+@pytest.mark.parametrize("error", [PermissionError(13, "Permission denied"),
+                                   OSError(5, "Input/output error")])
+def test_an_unreadable_cache_is_left_alone_and_reported(tmp_path, monkeypatch, error):
+    # Forced with monkeypatch so that it also runs as root (who reads anything).
+    import builtins
+    path = tmp_path / "scan.g2k4.groups_cache.npz"
+    lc.write_cache(path, np.ones((1, 4)), "abc", 2, 4)
+    before = path.read_bytes()
+    real_open = builtins.open
+
+    def failing_open(file, *args, **kwargs):
+        if Path(file) == path:
+            raise error
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", failing_open)
+    with pytest.raises(OSError) as info:
+        lc.read_cache(path, "abc", 2, 4)
+    assert info.value is error
+    assert not lc.is_legacy_cache_file(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+
+
+@given(stem=st.text("abcXYZ019_-.", min_size=1, max_size=12), g=st.integers(1, 20),
+       k=st.integers(1, 200), suffix=st.text("abcdefghijklmnopqrstuvwxyz0123456789_",
+                                             min_size=1, max_size=10))
+def test_temporary_name_pattern_recovers_the_cache_name(stem, g, k, suffix):
+    cache = lc.cache_path(Path(f"{stem}.npz"), g, k, "c").name
+    m = lc.TEMP_NAME_RE.match(f".{cache}.{suffix}.tmp")
+    assert m and m["cache"] == cache
+    assert not lc.TEMP_NAME_RE.match(f".{stem}.npz.{suffix}.tmp")  # a dataset's, not a cache's
