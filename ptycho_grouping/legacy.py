@@ -123,12 +123,45 @@ def _random_source(rng):
     return np.random.RandomState(rng)
 
 
+def _warn_deprecated() -> None:
+    """The DeprecationWarning, attributed to the caller, and a one-time log line.
+
+    Python's default filters show a DeprecationWarning only when the calling
+    line is in ``__main__``: a library calling this strategy would never see
+    it, so the first use in a process is also logged at WARNING.
+    """
+    global _deprecation_logged
+    warn(DEPRECATION_MESSAGE, DeprecationWarning)
+    if not _deprecation_logged:
+        _deprecation_logged = True
+        log.warning("%s", DEPRECATION_MESSAGE)
+
+
+_deprecation_logged = False
+
+#: Request fields the old code had no equivalent of, with their defaults.
+_IGNORED_DEFAULTS = {"sequential": False, "enable_oversampling": False,
+                     "neighbor_pool_size": None}
+
+
+def _warn_ignored(request: GroupingRequest) -> None:
+    """Warn, naming them, about requested options this strategy cannot honour."""
+    ignored = [f"{name}={getattr(request, name)!r}"
+               for name, default in _IGNORED_DEFAULTS.items()
+               if getattr(request, name) != default]
+    if ignored:
+        warn(f"the legacy strategy ignores {', '.join(ignored)}: the old code had no such "
+             "option, so its groups are drawn at random as before; use the default "
+             "strategy 'sample_then_group' to honour them")
+
+
 class LegacyGroupThenSample(GroupingStrategy):
     """Group every point, cache the groups next to the dataset, then sample (deprecated).
 
     ``request.dataset_path`` places the cache file; ``sequential``,
     ``enable_oversampling`` and ``neighbor_pool_size`` are ignored, as the
-    old code had no such options.
+    old code had no such options, with a ``UserWarning`` naming those set to
+    anything but their defaults.
     """
 
     name = "legacy_group_then_sample"
@@ -141,7 +174,8 @@ class LegacyGroupThenSample(GroupingStrategy):
         return group_size - 1
 
     def _group(self, index: NeighborIndex, request: GroupingRequest) -> np.ndarray:
-        warn(DEPRECATION_MESSAGE, DeprecationWarning)
+        _warn_deprecated()
+        _warn_ignored(request)
         n_points, c, k = index.n_points, request.group_size, request.neighbors
         gridsize = math.isqrt(c)
         if gridsize * gridsize != c:
@@ -166,20 +200,34 @@ class LegacyGroupThenSample(GroupingStrategy):
 
 
 def _cached_groups(points, gridsize: int, k: int, dataset_path, random) -> np.ndarray:
-    """All groups, from the cache file when a valid one exists, else computed and cached."""
+    """All groups, from the cache file when a valid one exists, else computed and cached.
+
+    A cache file that exists but cannot be read (another user's, on a shared
+    disk) is neither used, removed nor replaced: the groups are computed
+    without writing, so its owner's experiment keeps its groups.
+    """
     x, y = points[:, 0], points[:, 1]
     checksums = legacy_cache.candidate_checksums(x, y)
     # Without a dataset path the file name holds the checksum, so an old cache
     # written for integer coordinates has the integer checksum in its name.
     names = [checksums[0]] if dataset_path is not None else list(checksums)
+    unreadable = None
     for checksum in names:
         path = legacy_cache.cache_path(dataset_path, gridsize, k, checksum)
-        all_groups = legacy_cache.read_cache(path, checksums, gridsize, k)
+        try:
+            all_groups = legacy_cache.read_cache(path, checksums, gridsize, k)
+        except OSError as exc:
+            log.warning("cannot read group cache %s (%s); computing the groups without "
+                        "touching it", path, exc.strerror or exc)
+            unreadable = path
+            continue
         if all_groups is not None:
             return all_groups
     path = legacy_cache.cache_path(dataset_path, gridsize, k, checksums[0])
     log.info("no usable group cache at %s; enumerating all groups", path)
     all_groups = _all_groups(points, gridsize * gridsize, k, random)
+    if path == unreadable:
+        return all_groups
     try:
         legacy_cache.write_cache(path, all_groups, checksums[0], gridsize, k)
     except OSError as exc:

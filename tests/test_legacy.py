@@ -454,3 +454,90 @@ def test_default_path_does_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
         rd.generate_grouped_data(4, K=4, nsamples=8, gridsize=2, seed=0)
+
+
+def test_unreadable_cache_is_neither_removed_nor_replaced(tmp_path, monkeypatch, caplog):
+    # Another user's cache on a shared disk: we cannot read it, so we compute
+    # the groups and leave the file exactly as it was (forced with
+    # monkeypatch so that it also runs as root).
+    xy = make_coords("uniform", 50)
+    cache = tmp_path / "scan.g2k4.groups_cache.npz"
+    legacy_cache.write_cache(cache, np.zeros((3, 4), np.int64), "theirs", 2, 4)
+    before = (cache.read_bytes(), cache.stat().st_mtime_ns, cache.stat().st_ino)
+
+    def read_cache(path, *args):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(legacy_cache, "read_cache", read_cache)
+    np.random.seed(5)
+    expected = reference_groups(xy[:, 0], xy[:, 1], 2, 4, 15)
+    np.random.seed(5)
+    with caplog.at_level(logging.WARNING, logger="ptycho_grouping.legacy"):
+        got = legacy_group(xy, 2, 4, 15, str(tmp_path / "scan.npz"))
+    assert np.array_equal(got, expected)
+    assert f"cannot read group cache {cache} (Permission denied)" in caplog.text
+    assert (cache.read_bytes(), cache.stat().st_mtime_ns, cache.stat().st_ino) == before
+    assert os.listdir(tmp_path) == [cache.name]
+
+
+@pytest.mark.parametrize("options, named", [
+    (dict(sequential=True), ["sequential=True"]),
+    (dict(enable_oversampling=True, neighbor_pool_size=6),
+     ["enable_oversampling=True", "neighbor_pool_size=6"]),
+])
+def test_ignored_options_are_named_in_a_warning(tmp_path, options, named):
+    xy = make_coords("uniform", 40)
+    np.random.seed(2)
+    expected = reference_groups(xy[:, 0], xy[:, 1], 2, 4, 8)
+    np.random.seed(2)
+    with pytest.warns(DeprecationWarning), pytest.warns(UserWarning, match="ignores") as record:
+        got = get_strategy(LEGACY).group(xy, GroupingRequest(
+            n_groups=8, group_size=4, neighbors=4, dataset_path=str(tmp_path / "d.npz"),
+            **options))
+    assert np.array_equal(got, expected)  # ignored indeed: the old random groups
+    ignored = [w for w in record if w.category is UserWarning]
+    assert len(ignored) == 1 and ignored[0].filename == __file__
+    for text in named:
+        assert text in str(ignored[0].message)
+
+
+def test_default_options_do_not_warn_about_being_ignored(tmp_path):
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        get_strategy(LEGACY).group(make_coords("uniform", 40), GroupingRequest(
+            n_groups=8, group_size=4, neighbors=4, dataset_path=str(tmp_path / "d.npz")))
+    assert [w.category for w in record] == [DeprecationWarning]
+
+
+def test_deprecation_is_logged_once_per_process(tmp_path, monkeypatch, caplog):
+    # Python hides a DeprecationWarning whose calling line is in an imported
+    # module, so library-style callers only see the log line.
+    monkeypatch.setattr(legacy, "_deprecation_logged", False)
+    with caplog.at_level(logging.WARNING, logger="ptycho_grouping.legacy"):
+        for _ in range(3):
+            legacy_group(make_coords("uniform", 40), 2, 4, 5, str(tmp_path / "d.npz"))
+    logged = [r for r in caplog.records if r.getMessage() == legacy.DEPRECATION_MESSAGE]
+    assert len(logged) == 1 and logged[0].levelno == logging.WARNING
+
+
+def test_deprecation_warning_is_hidden_by_default_in_a_library_module(tmp_path):
+    # Why the log line exists: the warning is attributed to the library-style
+    # caller's line, which Python's default filters do not show; the log is.
+    import subprocess
+    import sys
+    (tmp_path / "userlib.py").write_text(
+        "from ptycho_grouping import GroupingRequest, get_strategy\n"
+        "def run(xy, path):\n"
+        "    return get_strategy('legacy_group_then_sample').group(xy, GroupingRequest(\n"
+        "        n_groups=5, group_size=4, neighbors=4, dataset_path=path))\n")
+    script = ("import logging, numpy as np, userlib\n"
+              "logging.basicConfig()\n"
+              "xy = np.random.default_rng(0).uniform(0, 9, (40, 2))\n"
+              "userlib.run(xy, 'd.npz'); userlib.run(xy, 'd.npz')\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "DeprecationWarning" not in proc.stderr
+    assert proc.stderr.count("WARNING:ptycho_grouping.legacy:grouping_strategy "
+                             "'legacy_group_then_sample' is deprecated") == 1
