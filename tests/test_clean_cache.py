@@ -1,11 +1,15 @@
 """migration/clean_cache.py on real trees: caches, datasets, decoys, links, failures."""
+import io
 import os
 import subprocess
 import sys
+import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from migration import clean_cache
 from ptycho_grouping import GroupingRequest, get_strategy
@@ -45,14 +49,19 @@ def tree(tmp_path):
     np.savez(t["wrong_members"], all_groups=np.zeros((2, 4), np.int64), extra=np.zeros(1))
     t["garbage"] = root / "run2" / "junk.g3k8.groups_cache.npz"
     t["garbage"].write_bytes(b"\x00\x01 not a zip")
-    # Cache-shaped (exactly the legacy members) but holding a pickle that
-    # would write a marker file if anything ever unpickled it: it is a cache
-    # by the rule and gets removed, unread.
+    # The legacy member names, but one holds a pickle that would write a
+    # marker file if anything ever unpickled it: not a cache (the member
+    # headers are checked), skipped unread.
     t["marker"] = tmp_path / "unpickled"
     t["pickle"] = root / "run2" / "evil.g2k4.groups_cache.npz"
     arr = np.empty(1, dtype=object)
     arr[0] = Evil(str(t["marker"]))
     np.savez(t["pickle"], all_groups=arr, dataset_checksum="c", gridsize=2, overlap_factor=4)
+    # A zip with the four member names holding garbage.
+    t["garbage_members"] = root / "run1" / "zipped.g2k4.groups_cache.npz"
+    with zipfile.ZipFile(t["garbage_members"], "w") as zf:
+        for key in ("all_groups", "dataset_checksum", "gridsize", "overlap_factor"):
+            zf.writestr(f"{key}.npy", b"not an array")
     # A real cache outside the root, linked from inside under a cache name.
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -68,70 +77,102 @@ def run(*args, cwd=None):
                           capture_output=True, text=True, cwd=cwd, stdin=subprocess.DEVNULL)
 
 
+
+CACHES = ("cache1", "cache2")
+DECOYS = ("wrong_members", "garbage", "pickle", "garbage_members", "link")
+
+
+def total_of(tree, keys=CACHES):
+    return sum(tree[k].stat().st_size for k in keys)
+
+
+def clean(capsys, *args):
+    """``main(args)`` in-process: ``(status, stdout, stderr)``."""
+    status = clean_cache.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def make_temp(directory: Path, cache_name: str, age_s: float, data=b"PK partial") -> Path:
+    """A leftover of an interrupted write, named as npz_io.atomic_savez names it."""
+    path = directory / f".{cache_name}.k2x_9qz1.tmp"
+    path.write_bytes(data)
+    stamp = time.time() - age_s
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+# -- what is found -------------------------------------------------------------
+
 def test_find_classifies_every_name_match(tree):
     found = {f.path: f for f in clean_cache.find_cache_files([tree["root"]])}
-    caches = sorted(p for p, f in found.items() if f.is_cache)
-    assert caches == sorted([tree["cache1"], tree["cache2"], tree["pickle"]])
-    for decoy in ("wrong_members", "garbage", "link"):
-        assert found[tree[decoy]].is_cache is False, decoy
+    assert sorted(p for p, f in found.items() if f.is_cache) == sorted(tree[k] for k in CACHES)
+    for decoy in DECOYS:
+        assert found[tree[decoy]].kind == "skipped", decoy
     assert "symbolic link" in found[tree["link"]].reason
     assert "extra" in found[tree["wrong_members"]].reason
+    assert "'all_groups' holds pickled objects" in found[tree["pickle"]].reason
+    assert found[tree["garbage_members"]].reason.startswith("not a readable NPZ")
     # Nothing under the symlinked directory was visited.
     assert not any("outside_dir" in str(p) for p in found)
     assert found[tree["cache1"]].size == tree["cache1"].stat().st_size > 0
-
-
-def test_dry_run_removes_nothing_and_totals(tree):
-    before = sorted(p for p in tree["root"].rglob("*"))
-    proc = run("--dry-run", tree["root"])
-    assert proc.returncode == 0
-    total = sum(tree[k].stat().st_size for k in ("cache1", "cache2", "pickle"))
-    assert "would remove 3 file(s), freeing" in proc.stdout and f"({total} bytes)" in proc.stdout
-    assert sorted(p for p in tree["root"].rglob("*")) == before
-    assert proc.stdout.count("skipped ") == 3
-
-
-def test_real_run_removes_exactly_the_caches(tree):
-    total = sum(tree[k].stat().st_size for k in ("cache1", "cache2", "pickle"))
-    proc = run("--yes", tree["root"])
-    assert proc.returncode == 0, proc.stderr
-    for gone in ("cache1", "cache2", "pickle"):
-        assert not tree[gone].exists(), gone
-    for keep in ("dataset", "wrong_members", "garbage", "outside_cache"):
-        assert tree[keep].exists(), keep
-    assert tree["link"].is_symlink()
     assert not tree["marker"].exists()  # nothing was unpickled
-    assert "removed 3 file(s), freed" in proc.stdout and f"({total} bytes)" in proc.stdout
-    assert proc.stdout.count("removed ") == 4  # three files and the total line
 
 
-def test_without_a_terminal_and_without_yes_it_refuses(tree):
-    proc = run(tree["root"])
-    assert proc.returncode == 2
-    assert "refusing to remove 3 file(s)" in proc.stderr
-    assert tree["cache1"].exists() and tree["cache2"].exists()
+@pytest.mark.parametrize("roots", [
+    lambda r: [r, r / "run2"],                  # d d/sub
+    lambda r: [r, r],                           # . .
+    lambda r: [r / "run2" / "deep", r / "run2" / ".." / "run2", r],
+    lambda r: [r / "run1" / "scan.g2k4.groups_cache.npz", r],  # a file and its directory
+])
+def test_overlapping_roots_count_each_file_once(tree, roots):
+    found = list(clean_cache.find_cache_files(roots(tree["root"])))
+    caches = [f.path for f in found if f.is_cache]
+    assert sorted(map(os.path.realpath, caches)) == sorted(os.path.realpath(tree[k]) for k in CACHES)
+    assert len(found) == len(CACHES) + len(DECOYS)
 
 
-def test_missing_path_is_a_usage_error(tmp_path):
-    proc = run("--dry-run", tmp_path / "nope")
-    assert proc.returncode == 2 and "no such file or directory" in proc.stderr
+def test_overlapping_roots_real_run_is_clean(tree, capsys):
+    root = tree["root"]
+    status, out, err = clean(capsys, "--dry-run", root, root / "run2", root)
+    assert status == 0 and err == ""
+    assert f"would remove 2 file(s), freeing {clean_cache._total(total_of(tree))}" in out
+    total = total_of(tree)
+    status, out, err = clean(capsys, "--yes", root, root / "run2")
+    assert status == 0 and err == ""
+    assert f"removed 2 file(s), freed {clean_cache._total(total)}\n" in out
+    assert not tree["cache1"].exists() and not tree["cache2"].exists()
+    assert "removed 2 file(s)" in out and "failed" not in out and "could not" not in err
 
 
-def test_removal_failure_is_reported_and_the_run_goes_on(tree, monkeypatch, capsys):
-    real_unlink = Path.unlink
+def test_hard_links_are_counted_once_and_the_second_name_is_left(tree, capsys):
+    second = tree["root"] / "run2" / "again.g2k4.groups_cache.npz"
+    os.link(tree["cache1"], second)
+    size = tree["cache1"].stat().st_size
+    found = {f.path: f for f in clean_cache.find_cache_files([tree["root"]])}
+    removable = [f for f in found.values() if f.removable]
+    assert len(removable) == 2 and sum(f.size for f in removable) == size + tree["cache2"].stat().st_size
+    assert found[second].kind == "skipped" and str(tree["cache1"]) in found[second].reason
 
-    def unlink(self, *a, **kw):
-        if self == tree["cache1"]:
-            raise PermissionError(13, "Permission denied")
-        return real_unlink(self, *a, **kw)
 
-    monkeypatch.setattr(Path, "unlink", unlink)
-    status = clean_cache.main(["--yes", str(tree["root"])])
-    out, err = capsys.readouterr()
+def test_unreadable_cache_is_a_per_file_error(tree, monkeypatch, capsys):
+    # Forced with monkeypatch, so that it also runs as root (who reads anything).
+    real_open = os.open
+
+    def denying_open(path, flags, *args, **kwargs):
+        if str(path).endswith(tree["cache1"].name):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", denying_open)
+    status, out, err = clean(capsys, "--dry-run", tree["root"])
     assert status == 1
-    assert f"could not remove {tree['cache1']}: Permission denied" in err
+    assert f"cannot read {tree['cache1']}: Permission denied" in err
+    assert str(tree["cache1"]) not in out
+    status, out, err = clean(capsys, "--yes", tree["root"])
+    assert status == 1 and f"cannot read {tree['cache1']}: Permission denied" in err
     assert tree["cache1"].exists() and not tree["cache2"].exists()
-    assert "removed 2 file(s)" in out and "1 failed" in out
+    assert "removed 1 file(s)" in out
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads unreadable directories")
@@ -146,13 +187,237 @@ def test_unreadable_directory_is_reported(tree):
     assert proc.returncode == 1 and "cannot read" in proc.stderr
 
 
+def test_a_symlinked_root_is_followed_and_links_below_it_are_not(tree, tmp_path, capsys):
+    alias = tmp_path / "alias"
+    alias.symlink_to(tree["root"], target_is_directory=True)
+    status, out, _ = clean(capsys, "--dry-run", alias)
+    assert status == 0
+    for k in CACHES:
+        assert f"would remove {alias / tree[k].relative_to(tree['root'])} (" in out
+    assert "would remove 2 file(s)" in out and "outside_dir" not in out
+    status, out, _ = clean(capsys, "--yes", alias)
+    assert status == 0 and not tree["cache1"].exists() and not tree["cache2"].exists()
+    assert tree["outside_cache"].exists() and alias.is_symlink()
+
+
+def test_help_documents_links_temporary_files_and_exit_status(capsys):
+    with pytest.raises(SystemExit):
+        clean_cache.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for phrase in ("is a symbolic link is followed", "never followed", ".tmp",
+                   f"{clean_cache.TEMP_MIN_AGE / 3600:g} hour old", "130"):
+        assert phrase in text
+
+
+# -- removal -----------------------------------------------------------------
+
+def test_dry_run_removes_nothing_and_totals(tree):
+    before = sorted(p for p in tree["root"].rglob("*"))
+    proc = run("--dry-run", tree["root"])
+    assert proc.returncode == 0, proc.stderr
+    total = total_of(tree)
+    assert f"would remove 2 file(s), freeing {clean_cache._human(total)} ({total} bytes)" in proc.stdout
+    assert sorted(p for p in tree["root"].rglob("*")) == before
+    assert proc.stdout.count("skipped ") == len(DECOYS)
+
+
+def test_real_run_removes_exactly_the_caches(tree):
+    total = total_of(tree)
+    proc = run("--yes", tree["root"])
+    assert proc.returncode == 0, proc.stderr
+    for gone in CACHES:
+        assert not tree[gone].exists(), gone
+    for keep in ("dataset", "outside_cache") + DECOYS:
+        assert os.path.lexists(tree[keep]), keep
+    assert tree["link"].is_symlink()
+    assert not tree["marker"].exists()  # nothing was unpickled
+    assert f"removed 2 file(s), freed {clean_cache._human(total)} ({total} bytes)" in proc.stdout
+    assert proc.stdout.count("removed ") == 3  # two files and the total line
+
+
+def test_output_is_in_sorted_order(tmp_path, capsys):
+    for d in ("c", "a", "b/z", "b/y"):
+        (tmp_path / d).mkdir(parents=True)
+        legacy_cache_for(tmp_path / d / "s.npz")
+        legacy_cache_for(tmp_path / d / "r.npz", seed=1)
+    _, out, _ = clean(capsys, "--dry-run", tmp_path)
+    listed = [line.split()[2] for line in out.splitlines() if line.startswith("would remove /")]
+    assert len(listed) == 8 and listed == sorted(listed)
+
+
+def test_without_a_terminal_and_without_yes_it_refuses(tree):
+    proc = run(tree["root"])
+    assert proc.returncode == 2
+    assert "refusing to remove 2 file(s)" in proc.stderr
+    assert tree["cache1"].exists() and tree["cache2"].exists()
+
+
+def test_missing_path_is_a_usage_error(tmp_path):
+    proc = run("--dry-run", tmp_path / "nope")
+    assert proc.returncode == 2 and "no such file or directory" in proc.stderr
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("answer, status, removed", [
+    ("y\n", 0, True), ("yes\n", 0, True), ("n\n", 0, False), ("\n", 0, False),
+    ("", 1, False),  # end of input (Ctrl-D)
+])
+def test_the_question_lists_the_files_first(tree, monkeypatch, capsys, answer, status, removed):
+    monkeypatch.setattr(sys, "stdin", Terminal(answer))
+    got, out, err = clean(capsys, tree["root"])
+    assert got == status and "Traceback" not in err
+    question = out.index("Remove these 2 file(s)")
+    for k in CACHES:
+        assert out.index(f"would remove {tree[k]} (") < question
+        assert tree[k].exists() is not removed
+    assert ("nothing removed" in out) is not removed
+
+
+def test_ctrl_c_at_the_question_removes_nothing(tree, monkeypatch, capsys):
+    def interrupted(prompt):
+        print(prompt, end="")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    monkeypatch.setattr("builtins.input", interrupted)
+    status, out, _ = clean(capsys, tree["root"])
+    assert status == 130 and out.rstrip().endswith("nothing removed")
+    assert tree["cache1"].exists() and tree["cache2"].exists()
+
+
+def test_removal_failure_is_reported_and_the_run_goes_on(tree, monkeypatch, capsys):
+    real_unlink = os.unlink
+
+    def unlink(path, *a, **kw):
+        if os.fspath(path) in (tree["cache1"].name, str(tree["cache1"])):
+            raise PermissionError(13, "Permission denied")
+        return real_unlink(path, *a, **kw)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    status, out, err = clean(capsys, "--yes", tree["root"])
+    assert status == 1
+    assert f"could not remove {tree['cache1']}: Permission denied" in err
+    assert tree["cache1"].exists() and not tree["cache2"].exists()
+    assert "removed 1 file(s)" in out and "1 failed" in out
+
+
+def removable(tree):
+    return [f for f in clean_cache.find_cache_files([tree["root"]]) if f.removable]
+
+
 def test_a_file_changed_after_the_scan_is_left_alone(tree):
-    findings = [f for f in clean_cache.find_cache_files([tree["root"]]) if f.is_cache]
-    tree["cache1"].write_bytes(b"now something else")
+    findings = removable(tree)
+    stamp = tree["cache1"].stat().st_mtime_ns
+    tree["cache1"].write_bytes(b"now something else")  # same inode, other contents
     result = clean_cache.remove_cache_files(findings)
     assert tree["cache1"].exists() and not tree["cache2"].exists()
-    assert [f.path for f, _ in result.failed] == [tree["cache1"]]
+    [(finding, message)] = result.failed
+    assert finding.path == tree["cache1"] and message == "modified since the scan; left alone"
+    # With its time stamp put back, the content check still catches it.
+    os.utime(tree["cache1"], ns=(stamp, stamp))
+    [(_, message)] = clean_cache.remove_cache_files(findings[:1]).failed
+    assert message.startswith("no longer a legacy cache file (not a readable NPZ")
 
+
+def test_a_file_replaced_or_vanished_after_the_scan(tree):
+    findings = removable(tree)
+    # Replaced by another real cache (a new inode): it was not what the user saw.
+    # (Renamed, not removed, so that the new file cannot reuse its inode number.)
+    tree["cache1"].rename(tree["root"] / "run1" / "kept.bak")
+    legacy_cache_for(tree["root"] / "run1" / "scan.npz", seed=5)
+    tree["cache2"].unlink()
+    result = clean_cache.remove_cache_files(findings)
+    assert tree["cache1"].exists() and result.removed == []
+    messages = {f.path: m for f, m in result.failed}
+    assert messages[tree["cache1"]].startswith("replaced by another file since the scan")
+    assert messages[tree["cache2"]] == "vanished since the scan"
+
+
+def test_a_directory_swapped_for_a_link_outside_the_root_is_not_followed(tree, tmp_path):
+    # Between the scan and the removal (the confirmation prompt), run1 is
+    # replaced by a link to a directory outside the root holding a cache of
+    # the same name: that cache must survive.
+    findings = removable(tree)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    victim = legacy_cache_for(elsewhere / "scan.npz", seed=3)
+    os.rename(tree["root"] / "run1", tmp_path / "run1_moved")
+    (tree["root"] / "run1").symlink_to(elsewhere, target_is_directory=True)
+    result = clean_cache.remove_cache_files(findings)
+    assert victim.exists()
+    [(finding, message)] = result.failed
+    assert finding.path == tree["cache1"]
+    assert f"now resolves to {elsewhere}, outside {tree['root']}" in message
+    assert not tree["cache2"].exists()
+
+
+def test_a_directory_swapped_inside_the_root_is_not_followed(tree):
+    findings = removable(tree)
+    run1, other = tree["root"] / "run1", tree["root"] / "other"
+    other.mkdir()
+    victim = legacy_cache_for(other / "scan.npz", seed=3)
+    os.rename(run1, tree["root"] / "run1_old")
+    run1.symlink_to(other, target_is_directory=True)
+    result = clean_cache.remove_cache_files(findings)
+    assert victim.exists()
+    assert [m for _, m in result.failed] == ["its directory was replaced since the scan; left alone"]
+
+
+# -- leftover temporary files ---------------------------------------------------
+
+def test_old_temporary_files_are_removed_young_ones_kept(tree, capsys):
+    old = make_temp(tree["root"] / "run1", "scan.g2k4.groups_cache.npz", 2 * 3600)
+    young = make_temp(tree["root"] / "run2", "other.g2k4.groups_cache.npz", 60)
+    unrelated = make_temp(tree["root"] / "run1", "scan.npz", 2 * 3600)  # a dataset's, not a cache's
+    status, out, _ = clean(capsys, "--dry-run", tree["root"])
+    assert status == 0
+    assert f"would remove leftover temporary file {old} ({old.stat().st_size} bytes)" in out
+    assert f"skipped {young}: temporary file modified 1 min ago" in out
+    assert str(unrelated) not in out
+    total = total_of(tree) + old.stat().st_size
+    assert (f"would remove 3 file(s), freeing {clean_cache._total(total)}; "
+            "1 of them leftover temporary file(s)") in out
+    status, out, _ = clean(capsys, "--yes", tree["root"])
+    assert status == 0 and not old.exists() and young.exists() and unrelated.exists()
+    assert f"removed leftover temporary file {old}" in out
+
+
+def test_a_temporary_file_written_to_after_the_scan_is_kept(tree):
+    tmp = make_temp(tree["root"] / "run1", "scan.g2k4.groups_cache.npz", 2 * 3600)
+    findings = [f for f in removable(tree) if f.kind == "temp"]
+    assert [f.path for f in findings] == [tmp]
+    os.utime(tmp)  # a write resumed
+    result = clean_cache.remove_cache_files(findings)
+    assert tmp.exists() and result.failed[0][1] == "modified since the scan; left alone"
+
+
+def test_the_temporary_name_is_the_one_atomic_savez_uses(tmp_path, monkeypatch):
+    # Interrupt a real cache write and check the leftover is recognised.
+    from ptycho_grouping import legacy_cache
+    import tempfile
+
+    made = []
+    real_mkstemp = tempfile.mkstemp
+
+    def keep(*args, **kwargs):
+        fd, name = real_mkstemp(*args, **kwargs)
+        made.append(Path(name))
+        return fd, name
+
+    monkeypatch.setattr(tempfile, "mkstemp", keep)
+    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        legacy_cache.write_cache(tmp_path / "scan.g2k4.groups_cache.npz",
+                                 np.zeros((1, 4)), "c", 2, 4)
+    [name] = made
+    assert clean_cache._is_temp_name(name.name)
+
+
+# -- reporting -----------------------------------------------------------------
 
 def test_progress_counts_files(tmp_path):
     for i in range(2500):
@@ -162,8 +427,91 @@ def test_progress_counts_files(tmp_path):
     assert counts == [1000, 2000]
 
 
+def test_progress_line_goes_to_stderr_and_is_cleared(tmp_path, capsys):
+    for i in range(2100):
+        (tmp_path / f"f{i}.txt").write_bytes(b"")
+    legacy_cache_for(tmp_path / "scan.npz")
+    status, out, err = clean(capsys, "--dry-run", "--progress", tmp_path)
+    assert status == 0 and "scanned" not in out
+    assert "\rscanned 1000 files...\rscanned 2000 files..." in err
+    last = "scanned 2000 files..."
+    assert err.endswith("\r" + " " * len(last) + "\r")
+
+
+def test_totals_are_worded_once():
+    assert clean_cache._total(0) == "0 bytes"
+    assert clean_cache._total(1023) == "1023 bytes"
+    assert clean_cache._total(3 * 1024 + 512) == f"3.5 KiB ({3 * 1024 + 512} bytes)"
+
+
+def test_nothing_found(tmp_path, capsys):
+    status, out, err = clean(capsys, "--dry-run", tmp_path)
+    assert (status, out, err) == (0, "no legacy cache files found\n", "")
+
+
+def test_temp_dataset_caches_from_runs_without_a_dataset_path(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    xy = np.random.default_rng(0).uniform(0, 20, (40, 2))
+    with pytest.warns(DeprecationWarning):
+        get_strategy("legacy_group_then_sample").group(xy, GroupingRequest(
+            n_groups=5, group_size=4, neighbors=4, rng=0))
+    [cache] = list(tmp_path.glob("temp_dataset_*.g2k4.groups_cache.npz"))
+    status, out, _ = clean(capsys, "--yes", ".")
+    assert status == 0 and not cache.exists()
+    assert f"removed {Path('.') / cache.name} (" in out
+
+
+# -- ways to run it ------------------------------------------------------------
+
 def test_through_ptycho_group(tree):
     proc = subprocess.run([sys.executable, "-m", "ptycho_cli", "clean-cache", "--dry-run",
                            str(tree["root"])], capture_output=True, text=True)
-    assert proc.returncode == 0 and "would remove 3 file(s)" in proc.stdout
+    assert proc.returncode == 0 and "would remove 2 file(s)" in proc.stdout
     assert tree["cache1"].exists()
+
+
+UNINSTALLED = """
+import importlib.util, runpy, sys
+# As if the project were not installed: drop the editable-install hook and the
+# checkout from the path, then run the script as 'python migration/clean_cache.py'.
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+sys.path[:] = [p for p in sys.path if p not in ("", {root!r})]
+sys.modules.pop("ptycho_grouping", None)
+if importlib.util.find_spec("ptycho_grouping") is not None:
+    sys.exit(77)  # installed some other way: this check cannot run here
+sys.argv = [{script!r}] + sys.argv[1:]
+runpy.run_path({script!r}, run_name="__main__")
+"""
+
+
+def test_runs_as_a_script_from_an_uninstalled_checkout(tree, tmp_path):
+    script = str(ROOT / "migration" / "clean_cache.py")
+    driver = UNINSTALLED.format(root=str(ROOT), script=script)
+    proc = subprocess.run([sys.executable, "-c", driver, "--dry-run", str(tree["root"])],
+                          capture_output=True, text=True, cwd=tmp_path)
+    if proc.returncode == 77:
+        pytest.skip("ptycho_grouping is importable without the checkout on the path")
+    assert proc.returncode == 0, proc.stderr
+    assert "would remove 2 file(s)" in proc.stdout
+
+
+@pytest.fixture(scope="module")
+def nested(tmp_path_factory):
+    """A small tree with a cache in every directory (built once for the property test)."""
+    root = tmp_path_factory.mktemp("nested")
+    dirs = [root, root / "a", root / "a" / "b", root / "c"]
+    caches = []
+    for i, d in enumerate(dirs):
+        d.mkdir(exist_ok=True)
+        caches.append(legacy_cache_for(d / "s.npz", seed=i))
+    return dirs, caches
+
+
+@settings(max_examples=25, deadline=None)
+@given(picks=st.lists(st.integers(0, 3), min_size=1, max_size=5))
+def test_property_any_roots_find_each_file_once(nested, picks):
+    dirs, caches = nested
+    roots = [dirs[i] for i in picks]
+    found = [f.path for f in clean_cache.find_cache_files(roots) if f.is_cache]
+    expected = {c for c in caches if any(r == c.parent or r in c.parents for r in roots)}
+    assert len(found) == len(set(found)) == len(expected) and set(found) == expected
