@@ -5,10 +5,17 @@ is written to PATH instead of run; ``bash`` blocks run line by line in a shell
 with this interpreter's scripts on PATH; ``python`` blocks run each in a fresh
 interpreter (so ``params`` changes do not leak between blocks); ``text`` and
 ``toml`` blocks without a file marker are illustrations and are checked
-against the code where they quote it. The plugin example is installed for
-real into the test environment by the guide's own ``pip install`` line, and
-uninstalled again when the test ends.
+against the code where they quote it.
+
+The plugin example is never installed into the test environment: the guide's
+own ``pip install`` line runs with ``--target`` a temporary directory (and
+``--no-build-isolation --no-index``, so nothing is downloaded), and every
+later command sees it through ``PYTHONPATH``. When this environment cannot
+build the plugin offline (setuptools older than 70.1 needs the ``wheel``
+package for that), the guide's files are installed into that directory by
+hand instead, as ``tests/test_registry.py`` does.
 """
+import importlib.metadata
 import os
 import re
 import subprocess
@@ -45,20 +52,27 @@ def test_quoted_warning_matches_the_code():
     assert f"removed in ptycho-grouping {REMOVAL_VERSION}" in GUIDE.read_text()
 
 
-@pytest.fixture
-def plugin_uninstalled_afterwards():
-    yield
-    subprocess.run([sys.executable, "-m", "pip", "uninstall", "-y", "-q", "my-strategy-plugin"],
-                   capture_output=True)
+def run_line(line: str, work: Path, env: dict, site: Path):
+    """One line of a bash block; ``pip install`` goes to ``site``, offline."""
+    if line.startswith("pip install"):
+        # Offline: setuptools >= 70.1 (the test extra) builds without downloads.
+        line = line.replace("pip install", f"python -m pip install --no-build-isolation "
+                                           f"--no-index --target {site}", 1)
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", line], cwd=work, env=env,
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600)
+    assert proc.returncode == 0, f"{line}\n{proc.stdout}\n{proc.stderr}"
+    return proc
 
 
-def test_every_block_runs(tmp_path, plugin_uninstalled_afterwards):
-    work = tmp_path / "work"
+def test_every_block_runs(tmp_path):
+    work, site = tmp_path / "work", tmp_path / "site"
     work.mkdir()
+    site.mkdir()
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONWARNINGS"] = "default"
-    ran = 0
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    ran, dry_runs = 0, 0
     for file, lang, body in blocks():
         if file:
             target = work / file
@@ -67,10 +81,15 @@ def test_every_block_runs(tmp_path, plugin_uninstalled_afterwards):
             continue
         if lang == "bash":
             for line in filter(None, (line.strip() for line in body.splitlines())):
-                proc = subprocess.run(["bash", "-euo", "pipefail", "-c", line], cwd=work, env=env,
-                                      capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                                      timeout=600)
-                assert proc.returncode == 0, f"{line}\n{proc.stdout}\n{proc.stderr}"
+                caches = sorted(p.name for p in work.glob("*.groups_cache.npz"))
+                proc = run_line(line, work, env, site)
+                if line.startswith("ptycho-group clean-cache --dry-run"):
+                    # The guide's legacy examples made a cache, and the dry run lists it.
+                    assert caches == ["scan.g2k4.groups_cache.npz"]
+                    assert f"would remove {caches[0]} (" in proc.stdout
+                    assert f"would remove {len(caches)} file(s), freeing" in proc.stdout
+                    assert (work / caches[0]).is_file()
+                    dry_runs += 1
                 ran += 1
         elif lang == "python":
             proc = subprocess.run([sys.executable, "-c", body], cwd=work, env=env,
@@ -79,10 +98,55 @@ def test_every_block_runs(tmp_path, plugin_uninstalled_afterwards):
             ran += 1
     runnable = sum(len([l for l in body.splitlines() if l.strip()]) if lang == "bash" else 1
                    for file, lang, body in blocks() if not file and lang in ("bash", "python"))
-    assert ran == runnable >= 14
+    assert ran == runnable >= 14 and dry_runs == 1
     # What the guide promised happened: the plugin is listed, caches are gone.
     listed = subprocess.run([sys.executable, "-m", "ptycho_cli", "strategies"], cwd=work,
                             env=env, capture_output=True, text=True).stdout
     assert "strided_nearest" in listed and "my-strategy-plugin" in listed
     assert not list(work.glob("*.groups_cache.npz"))
     assert (work / "strided.npz").is_file() and (work / "old-groups.npz").is_file()
+    # ... and nothing was installed into this environment.
+    assert "my-strategy-plugin" not in {d.metadata["Name"] for d in importlib.metadata.distributions()}
+
+
+# -- the before/after table quotes docs/benchmarks.md --------------------------------
+
+BENCH = GUIDE.parent / "docs" / "benchmarks.md"
+UNIT = {"ms": 1e-3, "s": 1.0}
+BENCH_ROW = re.compile(r"^\s*(?P<points>\d+)\s+(?P<g>\d+)\s+(?P<strategy>\w+)\s+"
+                       r"(?P<mode>first run \(uncached\)|cached|one-shot|tree reused)\s+"
+                       r"(?P<time>[\d.,]+) (?P<unit>m?s)\s+(?P<mib>[\d.]+)", re.M)
+GUIDE_ROW = re.compile(r"^\| first run, 10\^(?P<exp>\d) points,[^|]*"
+                       r"\| (?P<old_t>[\d.]+) (?P<old_u>m?s), (?P<old_m>[\d.]+) MiB "
+                       r"\| (?P<new_t>[\d.]+) (?P<new_u>m?s), (?P<new_m>[\d.]+) MiB \|", re.M)
+
+
+def agrees(quoted: str, measured: float, scale: float = 1.0) -> bool:
+    """``quoted`` (in units of ``scale``) is ``measured`` rounded to the digits it shows."""
+    decimals = len(quoted.split(".")[1]) if "." in quoted else 0
+    return abs(float(quoted) * scale - measured) <= 0.5 * 10 ** -decimals * scale * (1 + 1e-9)
+
+
+def test_before_after_table_matches_the_benchmarks():
+    measured = {}
+    for m in BENCH_ROW.finditer(BENCH.read_text()):
+        key = (int(m["points"]), int(m["g"]), m["strategy"], m["mode"])
+        measured[key] = (float(m["time"].replace(",", "")) * UNIT[m["unit"]], float(m["mib"]))
+    rows = list(GUIDE_ROW.finditer(GUIDE.read_text()))
+    assert [int(r["exp"]) for r in rows] == [5, 6]
+    for row in rows:
+        points = 10 ** int(row["exp"])
+        for side, key in (("old", (points, 2, "legacy_group_then_sample", "first run (uncached)")),
+                          ("new", (points, 2, "sample_then_group", "one-shot"))):
+            seconds, mib = measured[key]
+            assert agrees(row[f"{side}_t"], seconds, UNIT[row[f"{side}_u"]]), (row[0], key)
+            assert agrees(row[f"{side}_m"], mib), (row[0], key)
+
+
+@pytest.mark.parametrize("quoted, measured, scale, ok", [
+    ("2.55", 2.55, 1, True), ("8.0", 7.95e-3, 1e-3, True), ("103", 102.7, 1, True),
+    ("72", 71.88e-3, 1e-3, True), ("8.0", 7.94e-3, 1e-3, False), ("26.2", 26.26, 1, False),
+    ("36", 35.4, 1, False),
+])
+def test_agreement_rule(quoted, measured, scale, ok):
+    assert agrees(quoted, measured, scale) is ok
