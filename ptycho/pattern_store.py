@@ -9,6 +9,8 @@ what memory maps, HDF5 and Zarr read fastest and what keeps memory bounded.
 """
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
 
 __all__ = ["check_store", "gather_frames", "is_in_memory"]
@@ -66,4 +68,19 @@ def gather_frames(store, indices, chunk_frames=None) -> np.ndarray:
         block = _read(store, unique[start:start + chunk_frames])
         rows = order[bounds[i]:bounds[i + 1]]
         out[rows] = block[inverse[rows] - start]
+        _release_mapped_pages(store)
     return out
+
+
+def _release_mapped_pages(store) -> None:
+    """Unmap the pages of a read-only memory map that reading it faulted in.
+
+    Readahead maps far more of the file than the frames read; without this
+    the resident set grows towards the whole file. The pages stay in the
+    page cache, so a later read is as fast. Only read-only maps qualify:
+    for a copy-on-write map (mode ``"c"``) it would discard changes.
+    """
+    mm = getattr(store, "_mmap", None)  # np.memmap's own mmap object
+    if (isinstance(store, np.memmap) and store.mode == "r" and mm is not None
+            and hasattr(mmap, "MADV_DONTNEED")):
+        mm.madvise(mmap.MADV_DONTNEED)

@@ -192,6 +192,8 @@ def load_npz(path, mmap_keys=(), optional_keys=()) -> dict:
                     raise ValueError(f"{path}: member {key!r} is a pickled object array, "
                                      "which is refused for safety") from exc
             return out
+    except MemoryError:
+        raise  # a file too large to load is readable: say what really happened
     except Exception as exc:  # zipfile.BadZipFile, truncated members and friends
         if isinstance(exc, ValueError) and str(path) in str(exc):
             raise

@@ -296,3 +296,15 @@ def test_concatenate_files_bad_input(tmp_path):
         RawData.concatenate_files([tmp_path / "a.npz", None])
     with pytest.raises(ValueError, match="at least one file"):
         RawData.concatenate_files([])
+
+
+def test_memory_error_is_not_disguised_as_an_unreadable_file(tmp_path, monkeypatch):
+    path = tmp_path / "big.npz"
+    np.savez(path, a=np.zeros(3))
+
+    def too_big(*args, **kwargs):
+        raise MemoryError("Unable to allocate 512. MiB")
+
+    monkeypatch.setattr(np, "load", too_big)
+    with pytest.raises(MemoryError, match="Unable to allocate"):
+        npz_io.load_npz(path)

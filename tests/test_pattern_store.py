@@ -163,3 +163,20 @@ def test_cxi_file_loads_lazily_with_positions_in_pixels(tmp_path):
             f["entry_1/data_1/data"] = diff
             f["entry_1/sample_1/geometry_1/translation"] = np.zeros((len(xy), 3))
         RawData.from_cxi(tmp_path / "bare.cxi")
+
+
+@pytest.mark.parametrize("mode", ["r", "c"])
+def test_gathering_from_a_memory_map_keeps_its_contents(tmp_path, mode):
+    # Read-only maps release the pages a chunk faulted in; a copy-on-write map
+    # must not, or its in-memory edits would be thrown away.
+    xy, diff = dataset(m=300)
+    np.save(tmp_path / "d.npy", diff)
+    store = np.load(tmp_path / "d.npy", mmap_mode=mode)
+    expected = diff.copy()
+    if mode == "c":
+        store[5] = expected[5] = -1.0
+    idx = np.random.default_rng(0).integers(0, 300, 900)
+    for _ in range(2):
+        got = pattern_store.gather_frames(store, idx, chunk_frames=32)
+        assert np.array_equal(got, expected[idx])
+    assert np.array_equal(store[5], expected[5])
