@@ -24,9 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ptycho_grouping.npz_io import set_new_file_mode
+
 from .raw_data import _channels_last, normalisation_scale, pattern_energies
 
-__all__ = ["write_grouped", "FORMATS"]
+__all__ = ["write_grouped", "FORMATS", "NpzSink"]
 
 FORMATS = ("npz", "hdf5")
 log = logging.getLogger(__name__)
@@ -67,7 +69,7 @@ def write_grouped(raw, path, N, *, out_format="npz", chunk_groups=4096, progress
         energies[span] = pattern_energies(_channels_last(raw.diff3d, nn[span]))
     scale = normalisation_scale(energies, N)
 
-    sink = (_NpzSink if out_format == "npz" else _Hdf5Sink)(path, len(nn), chunk_groups)
+    sink = (NpzSink if out_format == "npz" else _Hdf5Sink)(path, len(nn), chunk_groups)
     try:
         for done, span in enumerate(spans, 1):
             arrays = raw._grouped(nn[span], N, scale=scale)
@@ -87,11 +89,19 @@ def write_grouped(raw, path, N, *, out_format="npz", chunk_groups=4096, progress
     return nn
 
 
-class _NpzSink:
-    """Per-key ``.npy`` files appended chunk by chunk, zipped (stored) at the end."""
+class NpzSink:
+    """An uncompressed NPZ written array by array, chunk by chunk, renamed into place at the end.
 
-    def __init__(self, path: Path, n_groups: int, chunk_groups: int):
-        self.path, self.n_groups = path, n_groups
+    Each key becomes a ``.npy`` file of ``n_rows`` rows in a temporary
+    directory beside ``path``; :meth:`write` appends the next rows of a key,
+    :meth:`write_whole` stores a complete array. :meth:`commit` zips them
+    (stored, so the result can be memory-mapped) and renames the zip onto
+    ``path``; :meth:`abort` removes everything. Memory is one chunk.
+    """
+
+    def __init__(self, path, n_rows: int, chunk_rows: int = 0):
+        path = Path(path)
+        self.path, self.n_groups = path, n_rows
         self.tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent or "."))
         self.files = {}
 
@@ -104,6 +114,7 @@ class _NpzSink:
         return fh
 
     def write(self, key, span, value):
+        """Append ``value`` as the next rows of ``key`` (``span`` is for the HDF5 sink)."""
         fh = self.files.get(key) or self._open(key, value, (self.n_groups, *value.shape[1:]))
         fh.write(np.ascontiguousarray(value))  # the buffer itself, no bytes copy
 
@@ -118,6 +129,7 @@ class _NpzSink:
                 zf.write(fh.name, arcname=f"{key}.npy")
         with open(tmp_zip, "rb+") as fh:
             os.fsync(fh.fileno())
+        set_new_file_mode(tmp_zip, self.path)
         os.replace(tmp_zip, self.path)
         shutil.rmtree(self.tmpdir, ignore_errors=True)
 
@@ -154,6 +166,7 @@ class _Hdf5Sink:
     def commit(self):
         self.file.flush()
         self.file.close()
+        set_new_file_mode(self.tmp, self.path)
         os.replace(self.tmp, self.path)
 
     def abort(self):

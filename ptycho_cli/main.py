@@ -3,12 +3,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import resource
+import signal
 import sys
+import threading
 import time
+import warnings
 from pathlib import Path
 
 PROG = "ptycho-group"
+DEMO_POINTS = 10_000
 DESCRIPTION = ("Group ptychography scan positions for training (sample-then-group), "
                "make demo data, list, benchmark and draw strategies.")
 
@@ -43,10 +48,15 @@ _positive_int = _int_at_least(1, "positive")
 _non_negative_int = _int_at_least(0, "non-negative")
 
 
-def _output_path(path: str) -> Path:
+def _output_path(path: str, input_path=None) -> Path:
+    """Check an output path before any work is done (nothing is written here)."""
     out = Path(path)
     if not out.parent.is_dir():
         raise UsageError(f"output directory does not exist: {out.parent}")
+    if out.is_dir():
+        raise UsageError(f"output path is a directory: {out}")
+    if input_path is not None and out.exists() and os.path.samefile(out, input_path):
+        raise UsageError(f"output {out} is the input file: writing it would replace the dataset")
     return out
 
 
@@ -56,8 +66,12 @@ def _load(input_path, args):
 
     if input_path is None:
         from .demo import make_demo
+        if args.points is None:
+            args.points = DEMO_POINTS
         log.info("no INPUT given: using the built-in demo dataset (%d points)", args.points)
         return make_demo(points=args.points, seed=0), None
+    if args.points is not None:
+        raise UsageError("--points applies to the built-in demo only, not to INPUT")
     path = Path(input_path)
     if not path.is_file():
         raise UsageError(f"input file not found: {path}")
@@ -69,6 +83,18 @@ def _grouping_kwargs(args, dataset_path):
                 sequential_sampling=args.sequential, gridsize=args.gridsize,
                 enable_oversampling=args.oversample, neighbor_pool_size=args.pool_size,
                 grouping_strategy=args.strategy, dataset_path=dataset_path)
+
+
+def _progress(args, what: str):
+    """A ``(done, total)`` callback: a live counter on a terminal, INFO log lines otherwise."""
+    if args.quiet:
+        return None
+    if sys.stderr.isatty():
+        def show(done, total):
+            end = "\n" if done >= total else ""
+            print(f"\r{what} {done}/{total} groups", end=end, file=sys.stderr, flush=True)
+        return show
+    return lambda done, total: log.info("%s %d/%d groups", what, done, total)
 
 
 def _peak_rss_mib() -> float:
@@ -83,13 +109,14 @@ def _cmd_group(args) -> int:
 
     if args.pool_size is not None and not args.oversample:
         raise UsageError("--pool-size only applies with --oversample")
-    out_path = _output_path(args.output)
+    out_path = _output_path(args.output, args.input)
     raw, dataset_path = _load(args.input, args)
     n_pix = raw.diff3d.shape[1]
     start = time.perf_counter()
     # Streamed in chunks of groups: memory stays bounded however large the output.
     nn = write_grouped(raw, out_path, n_pix, out_format=args.out_format,
-                       chunk_groups=args.chunk_groups, **_grouping_kwargs(args, dataset_path))
+                       chunk_groups=args.chunk_groups, progress=_progress(args, "written"),
+                       **_grouping_kwargs(args, dataset_path))
     elapsed = time.perf_counter() - start
     covered = len(np.unique(nn))
     strategy = args.strategy or "sample_then_group"
@@ -129,22 +156,30 @@ def _cmd_strategies(args) -> int:
 def _cmd_bench(args) -> int:
     from .bench import format_report, run_bench, write_json
 
+    json_path = _output_path(args.json) if args.json else None  # fail before the long run
     sizes = args.sizes or ([10_000, 100_000] + ([1_000_000] if args.large else []))
     report = run_bench(sizes, repeat=args.repeat, groups=args.groups, neighbors=args.neighbors,
                        e2e_N=args.e2e_N, legacy_limit=args.legacy_limit,
                        progress=None if args.quiet else
                        (lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True)))
     print(format_report(report))
-    if args.json:
-        write_json(report, _output_path(args.json))
-        print(f"wrote {args.json}")
+    if args.out_of_core:
+        from .bench_out_of_core import format_out_of_core, run_out_of_core
+        report["out_of_core"] = run_out_of_core(
+            store_mib=args.store_mib, limit_mib=args.limit_mib, neighbors=args.neighbors,
+            say=None if args.quiet else
+            (lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True)))
+        print(format_out_of_core(report["out_of_core"]))
+    if json_path is not None:
+        write_json(report, json_path)
+        print(f"wrote {json_path}")
     return 0
 
 
 def _cmd_plot(args) -> int:
     from .plot import plot_groups
 
-    out_path = _output_path(args.output)
+    out_path = _output_path(args.output, args.input)
     raw, dataset_path = _load(args.input, args)
     kwargs = _grouping_kwargs(args, dataset_path)
     grouped = raw.generate_grouped_data(raw.diff3d.shape[1], **kwargs)
@@ -170,8 +205,8 @@ def _add_grouping_options(p, *, groups_default=512):
                    help="allow more groups than scan points (gridsize > 1)")
     p.add_argument("--pool-size", type=_positive_int, default=None,
                    help="neighbour pool when oversampling (default K)")
-    p.add_argument("--points", type=_positive_int, default=10_000,
-                   help="size of the built-in demo when INPUT is omitted (default 10000)")
+    p.add_argument("--points", type=_positive_int, default=None,
+                   help=f"size of the built-in demo when INPUT is omitted (default {DEMO_POINTS})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,6 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--legacy-limit", type=_positive_int, default=1_000_000,
                    help="largest size the legacy strategy is run at; beyond, its time is "
                         "extrapolated linearly and marked so (default 10^6)")
+    p.add_argument("--out-of-core", action="store_true",
+                   help="also group a pattern store larger than the memory the run may use "
+                        "(the child process limits itself with setrlimit; writes about twice "
+                        "--store-mib to a temporary directory)")
+    p.add_argument("--store-mib", type=_positive_int, default=2048,
+                   help="size of that pattern store in MiB (default 2048)")
+    p.add_argument("--limit-mib", type=_int_at_least(256, "at least 256"), default=384,
+                   help="memory (RLIMIT_DATA) the grouping process may allocate (default 384)")
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     p.set_defaults(func=_cmd_bench)
 
@@ -250,35 +293,78 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["clean-cache"]:
-        # The migration tool parses its own options (argparse would take
-        # '--dry-run' for one of ours).
-        from migration.clean_cache import main as clean_main
-        return clean_main(argv[1:], prog=f"{PROG} clean-cache")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    for name, default in (("verbose", 0), ("quiet", False), ("debug", False)):
-        if not hasattr(args, name):
-            setattr(args, name, default)
+_GLOBAL_FLAGS = {"-v": ("verbose", 1), "--verbose": ("verbose", 1), "-vv": ("verbose", 2),
+                 "-q": ("quiet", True), "--quiet": ("quiet", True), "--debug": ("debug", True)}
+
+
+def _split_clean_cache(argv):
+    """``(global options, rest)`` when the subcommand is ``clean-cache``, else None.
+
+    The migration tool parses its own options (ours would take ``--dry-run``
+    for one of theirs), so it gets everything after its name.
+    """
+    for i, token in enumerate(argv):
+        if token == "clean-cache":
+            return argv[:i], argv[i + 1:]
+        if token not in _GLOBAL_FLAGS:
+            return None
+    return None
+
+
+def _configure_output(args) -> None:
     level = logging.ERROR if args.quiet else (logging.WARNING, logging.INFO,
                                               logging.DEBUG)[min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    logging.captureWarnings(True)  # library warnings become one log line each
     if not args.quiet:
         # The legacy strategy is the one that runs long: show its progress.
         logging.getLogger("ptycho_grouping.legacy").setLevel(min(level, logging.INFO))
+
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        if not args.quiet:
+            print(f"{PROG}: {category.__name__}: {message}", file=sys.stderr)
+
+    warnings.showwarning = one_line  # library warnings: one line each, no source echo
+
+
+def _terminate(signum, frame):
+    # SIGTERM (a batch scheduler's kill) unwinds like Ctrl-C, so writers remove
+    # their temporary files instead of leaving them behind.
+    raise SystemExit(128 + signum)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    split = _split_clean_cache(argv)
+    if split is not None:
+        args = argparse.Namespace(verbose=0, quiet=False, debug=False)
+        for token in split[0]:
+            name, value = _GLOBAL_FLAGS[token]
+            setattr(args, name, getattr(args, name) + value if name == "verbose" else value)
+        from migration.clean_cache import main as clean_main
+        args.func = lambda a: clean_main(split[1], prog=f"{PROG} clean-cache")
+    else:
+        args = build_parser().parse_args(argv)
+        for name, default in (("verbose", 0), ("quiet", False), ("debug", False)):
+            if not hasattr(args, name):
+                setattr(args, name, default)
+    _configure_output(args)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
-    except (UsageError, ValueError, TypeError, OSError, KeyError, ImportError) as exc:
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
         if args.debug:
             raise
         text = str(exc).strip()
         message = text.splitlines()[0] if text else type(exc).__name__
+        # Anticipated problems with the input are usage errors (2); anything
+        # else is a failure of ours (1). Either way one line, --debug for more.
+        expected = (UsageError, ValueError, TypeError, OSError, KeyError, ImportError)
+        if not isinstance(exc, expected):
+            message = f"{type(exc).__name__}: {message} (run with --debug for the traceback)"
         print(f"{PROG}: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        return 2 if isinstance(exc, expected) else 1

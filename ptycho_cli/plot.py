@@ -1,7 +1,13 @@
 """``ptycho-group plot``: scan positions with a sample of groups drawn."""
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import numpy as np
+
+from ptycho_grouping.npz_io import set_new_file_mode
 
 
 def plot_groups(x, y, groups, path, *, show=40, title="", seed=0):
@@ -34,5 +40,18 @@ def plot_groups(x, y, groups, path, *, show=40, title="", seed=0):
     ax.set_ylabel("y (pixels)")
     ax.set_title(title or f"{len(pick)} of {len(groups)} groups (star = seed)")
     fig.tight_layout()
-    fig.savefig(path)
+    _save_atomically(fig, Path(path))
     plt.close(fig)
+
+
+def _save_atomically(fig, path: Path) -> None:
+    """Save under a temporary name beside ``path``, then rename: never a half-written PNG."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format="png")
+        set_new_file_mode(tmp, path)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
