@@ -11,7 +11,10 @@ nothing slows the code being measured. Where ``/proc`` is not writable
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
+import logging
 import math
 import os
 import platform
@@ -31,6 +34,7 @@ from scipy.spatial import cKDTree
 
 from ptycho.raw_data import RawData
 from ptycho_grouping import GroupingRequest, NeighborIndex, get_strategy, list_strategies
+from ptycho_grouping.neighbors import _PARALLEL_QUERY_MIN as PARALLEL_QUERY_MIN
 
 from .demo import scan_positions
 
@@ -60,8 +64,17 @@ def _reset_peak() -> bool:
         return False
 
 
+def _trim_heap() -> None:
+    """Return freed heap to the OS (glibc), so the baseline holds no reusable slack."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _measure_here(fn: Callable[[], object]) -> float:
     """Extra peak memory (MiB) of one call of ``fn`` in this process."""
+    _trim_heap()
     before = _status_kib("VmRSS")
     if before is not None and _reset_peak():
         fn()
@@ -78,8 +91,12 @@ def peak_memory_mib(case: dict) -> float:
     """Extra peak memory (MiB) of one benchmark case, run in a fresh interpreter."""
     code = ("import json, sys; from ptycho_cli.bench import _measure_case; "
             "print(_measure_case(json.loads(sys.argv[1])))")
+    # A fixed mmap threshold makes glibc map every large array afresh (and
+    # unmap it when freed) instead of reusing resident heap, which would hide
+    # it from the peak-RSS growth measured here.
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(case)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"memory run failed for {case}: {proc.stderr.strip()[-500:]}")
     return float(proc.stdout.split()[-1])
@@ -121,11 +138,17 @@ def median_time(fn: Callable[[], object], repeat: int, setup: Callable[[], objec
     return statistics.median(times)
 
 
-def per_seed_loop(coords: np.ndarray, n_groups: int, c: int, k: int, seed: int = 0) -> np.ndarray:
-    """Baseline: the per-seed Python loop the vectorised code replaces."""
+def per_seed_loop(index: NeighborIndex, n_groups: int, c: int, k: int, seed: int = 0,
+                  workers: int = 1) -> np.ndarray:
+    """Baseline: the per-seed Python loop the vectorised code replaces.
+
+    It queries the same prebuilt tree with the same ``workers`` as the engine,
+    so the ratio measures the member selection, not the tree or threading.
+    """
     rng = np.random.default_rng(seed)
+    coords = index.coords
     seeds = rng.choice(len(coords), n_groups, replace=False)
-    _, nn = cKDTree(coords).query(coords[seeds], k=k + 1)
+    _, nn = index.tree.query(coords[seeds], k=k + 1, workers=workers)
     out = np.empty((n_groups, c), dtype=np.intp)
     for i, s in enumerate(seeds):
         out[i, 0] = s
@@ -152,11 +175,22 @@ def _legacy_runner(coords, request_kwargs, workdir: Path):
 
     def run():
         np.random.seed(0)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet(logging.getLogger("ptycho_grouping.legacy")):
             warnings.simplefilter("ignore", DeprecationWarning)
             return strategy.group(coords, request)
 
     return clear, run, dataset
+
+
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger):
+    """Silence a logger's progress lines while code is being timed."""
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _case_kw(kw: dict) -> dict:
@@ -266,9 +300,12 @@ def _bench_engine(coords, groups, k, repeat, say):
     req_all = GroupingRequest(n_groups=n_all, group_size=4, neighbors=k, rng=0)
     t_all = median_time(lambda: stg.group(index, req_all), repeat)
     seeds_all = np.random.default_rng(0).choice(m, n_all, replace=False)
-    t_all_query = median_time(lambda: index.tree.query(coords[seeds_all], k=k + 1, workers=-1),
-                              repeat)
-    t_loop = median_time(lambda: per_seed_loop(coords, n_all, 4, k), max(1, min(repeat, 2)))
+    # The engine's own choice of query threads, given to the baseline too.
+    workers = -1 if n_all >= PARALLEL_QUERY_MIN else 1
+    t_all_query = median_time(
+        lambda: index.tree.query(coords[seeds_all], k=k + 1, workers=workers), repeat)
+    t_loop = median_time(lambda: per_seed_loop(index, n_all, 4, k, workers=workers),
+                         max(1, min(repeat, 2)))
     peak_all = peak_memory_mib(dict(kind="strategy", size=m, strategy=DEFAULT,
                                     mode="tree reused", groups=n_all, gridsize=2, neighbors=k))
     return dict(size=m, tree_build_s=t_tree, one_shot_s=t_one_shot,
@@ -297,6 +334,7 @@ def _bench_coverage(coords, k, workdir, say):
 
 def _bench_end_to_end(coords, n_pix, groups, k, repeat, say):
     m = len(coords)
+    groups = min(groups, m)
     say(f"M={m} end-to-end generate_grouped_data, N={n_pix}")
     diff3d = np.full((m, n_pix, n_pix), 0.5, np.float32)
     x, y = coords[:, 0], coords[:, 1]
@@ -389,8 +427,13 @@ def format_report(report: dict) -> str:
 
 
 def write_json(report: dict, path) -> None:
-    """Write the report as JSON, atomically."""
+    """Write the report as JSON, atomically (temporary file in the same directory, renamed)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=float))
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "x") as fh:  # a plain open: the file gets the user's umask
+            json.dump(report, fh, indent=2, default=float)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

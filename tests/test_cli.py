@@ -46,15 +46,20 @@ def test_group_on_a_file_matches_the_library(demo):
         assert set(npz.files) == {k for k, v in expected.items() if v is not None}
         for key in npz.files:
             assert np.array_equal(npz[key], expected[key]), key
+            assert npz[key].dtype == expected[key].dtype, key
 
 
 def test_group_on_the_builtin_demo(tmp_path):
+    from ptycho_cli.demo import make_demo
+
     out = cli("group", "-o", "demo-groups.npz", "--points", 2000, cwd=tmp_path)
     assert "built-in demo (2000 points" in out.stdout
+    expected = make_demo(points=2000, seed=0).generate_grouped_data(32, K=7, nsamples=512,
+                                                                     gridsize=2, seed=0)
     with np.load(tmp_path / "demo-groups.npz", allow_pickle=False) as npz:
-        assert npz["nn_indices"].shape == (512, 4)
-        assert npz["X_full"].shape == (512, 32, 32, 4)
-        assert npz["Y"].dtype == np.complex64
+        assert npz["nn_indices"].shape == (512, 4) and npz["X_full"].shape == (512, 32, 32, 4)
+        for key in ("nn_indices", "X_full", "Y", "coords_offsets"):
+            assert np.array_equal(npz[key], expected[key]) and npz[key].dtype == expected[key].dtype
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo-groups.npz"]
 
 
@@ -129,7 +134,7 @@ def _has_matplotlib():
     (["group", "demo.npz", "-o", "x.npz", "--strategy", "nope"], "unknown grouping_strategy 'nope'"),
     (["group", "demo.npz", "-o", "x.npz", "--groups", "2000"], "enable_oversampling=True"),
     (["group", "demo.npz", "-o", "x.npz", "--pool-size", "9"], "--pool-size only applies with --oversample"),
-    (["group", "not_npz.txt", "-o", "x.npz"], "not a readable NPZ file"),
+    (["group", "not_npz.txt", "-o", "x.npz"], "not_npz.txt is not an NPZ (zip) archive"),
 ])
 def test_bad_input_is_one_line_and_exit_2(demo, args, message):
     (demo / "not_npz.txt").write_text("hello")
@@ -170,3 +175,103 @@ def test_group_streams_hdf5_from_a_memory_mapped_input(demo):
     with h5py.File(demo / "g.h5", "r") as f:
         assert np.array_equal(f["X_full"][()], expected["X_full"])
         assert np.array_equal(f["nn_indices"][()], expected["nn_indices"])
+
+
+def test_python_m_ptycho_grouping_is_the_same_command(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "ptycho_grouping", "strategies"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert proc.stdout == cli("strategies", cwd=tmp_path).stdout
+
+
+@pytest.mark.parametrize("flags", [["-q"], ["-v"], ["--debug"], ["-q", "--debug"]])
+def test_global_options_before_clean_cache(demo, flags):
+    plain = cli("clean-cache", "--dry-run", ".", cwd=demo)
+    proc = cli(*flags, "clean-cache", "--dry-run", ".", cwd=demo)
+    assert proc.stdout == plain.stdout and "cache" in proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+def test_output_may_not_be_the_input(demo):
+    before = (demo / "demo.npz").read_bytes()
+    proc = cli("group", "./demo.npz", "-o", "demo.npz", cwd=demo, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("ptycho-group: error: output demo.npz is the input file: "
+                                   "writing it would replace the dataset")
+    assert (demo / "demo.npz").read_bytes() == before
+
+
+def test_output_may_not_be_a_directory(demo, tmp_path):
+    proc = cli("group", "demo.npz", "-o", tmp_path, cwd=demo, check=False)
+    assert proc.returncode == 2 and f"output path is a directory: {tmp_path}" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_points_applies_to_the_demo_only(demo):
+    proc = cli("group", "demo.npz", "-o", "x.npz", "--points", 50, cwd=demo, check=False)
+    assert proc.returncode == 2
+    assert "--points applies to the built-in demo only" in proc.stderr
+    assert not (demo / "x.npz").exists()
+
+
+def test_bench_checks_the_json_path_before_running(tmp_path):
+    proc = cli("bench", "--sizes", 1500, "--json", "missing/b.json", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "ptycho-group: error: output directory does not exist: missing"
+
+
+def test_library_warnings_are_one_line(demo):
+    proc = cli("group", "demo.npz", "-o", "legacy1.npz", "--strategy", "legacy_group_then_sample",
+               "--groups", 20, "--neighbors", 4, "-q", "--gridsize", 1, cwd=demo)
+    assert proc.stderr == ""  # -q: errors only
+    proc = cli("group", "demo.npz", "-o", "legacy1.npz", "--strategy", "legacy_group_then_sample",
+               "--groups", 20, "--neighbors", 4, "--gridsize", 1, cwd=demo)
+    warning_lines = [line for line in proc.stderr.splitlines() if "Warning" in line]
+    assert len(warning_lines) == 1
+    assert warning_lines[0].startswith("ptycho-group: DeprecationWarning: grouping_strategy "
+                                       "'legacy_group_then_sample' is deprecated")
+    assert "sys.exit" not in proc.stderr
+
+
+def test_sigterm_mid_write_leaves_nothing_behind(demo, tmp_path):
+    # The signal arrives while the second chunk is being written.
+    code = f"""
+import os, signal, sys
+from ptycho import grouped_writer
+calls = []
+original = grouped_writer.NpzSink.write
+def write(self, key, span, value):
+    calls.append(key)
+    if len(calls) == 20:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return original(self, key, span, value)
+grouped_writer.NpzSink.write = write
+from ptycho_cli import main
+sys.exit(main(["group", {str(demo / "demo.npz")!r}, "-o", "out.npz", "--chunk-groups", "16",
+               "--groups", "200"]))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 128 + 15, proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_out_of_core_bench_groups_under_a_memory_limit(tmp_path):
+    from ptycho_cli.bench_out_of_core import format_out_of_core, run_out_of_core
+
+    report = run_out_of_core(store_mib=8, limit_mib=320, N=16, workdir=tmp_path)
+    assert report["ok"] and report["output_checked"], report
+    assert report["frames"] == (8 << 20) // (16 * 16 * 4)
+    assert report["groups"] == report["frames"] // 8
+    assert report["output_mib"] > 0 and report["peak_rss_mib"] > 0
+    assert "output matches the store" in format_out_of_core(report)
+    assert list(tmp_path.iterdir()) == []  # the store and outputs are temporary
+
+
+def test_the_memory_limit_binds(tmp_path):
+    from ptycho_cli.bench_out_of_core import _run_limited
+
+    # 400k demo positions of 32x32 float32 patterns need ~1.6 GB: far over 300 MiB.
+    result = _run_limited(300, ["demo-data", "-o", "big.npz", "--points", "400000"], tmp_path)
+    assert result["rc"] != 0
+    assert not (tmp_path / "big.npz").exists()
