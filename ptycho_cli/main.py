@@ -316,9 +316,14 @@ def _configure_output(args) -> None:
                                               logging.DEBUG)[min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    legacy_log = logging.getLogger("ptycho_grouping.legacy")
     if not args.quiet:
         # The legacy strategy is the one that runs long: show its progress.
-        logging.getLogger("ptycho_grouping.legacy").setLevel(min(level, logging.INFO))
+        legacy_log.setLevel(min(level, logging.INFO))
+    # Its deprecation is also logged once for library callers, who may not see
+    # warnings; here the warning itself is always shown, so once is enough.
+    from ptycho_grouping.legacy import DEPRECATION_MESSAGE
+    legacy_log.addFilter(lambda record: record.getMessage() != DEPRECATION_MESSAGE)
 
     def one_line(message, category, filename, lineno, file=None, line=None):
         if not args.quiet:
