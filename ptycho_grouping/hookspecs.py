@@ -20,6 +20,13 @@ A plugin is a module (or object) with a function marked ``@hookimpl`` named
     mine = "my_plugin"
 
 The built-in strategies are registered through this same hook.
+
+The entry-point name (``mine`` above) only labels the plugin: if another
+distribution uses the same one, this plugin is registered as
+``"<distribution>:mine"`` and its strategies still count. The strategy
+``name`` is what users select, so it must be unique: a name claimed by two
+strategies is reported with a warning, and selecting it is a ``ValueError``
+naming both sources until one is removed.
 """
 import pluggy
 

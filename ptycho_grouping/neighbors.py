@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -17,9 +18,14 @@ def validate_coords(coords, name: str = "coords") -> np.ndarray:
     """Return ``coords`` as a C-contiguous float64 ``(M, 2)`` array.
 
     Raises ``TypeError`` for non-numeric input and ``ValueError`` for a wrong
-    shape, no points, or non-finite values (naming the first bad row).
+    shape (including ragged nested lists), no points, or non-finite values
+    (naming the first bad row).
     """
-    arr = np.asarray(coords)
+    try:
+        arr = np.asarray(coords)
+    except ValueError as exc:  # ragged nested sequences: NumPy's message names no parameter
+        raise ValueError(f"{name} must have shape (M, 2), but its rows differ in length or "
+                         f"nesting and do not form an array: {exc}") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
                                    and not np.issubdtype(arr.dtype, np.complexfloating)):
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
@@ -61,6 +67,7 @@ class NeighborIndex:
         arr.flags.writeable = False
         self._coords = arr
         self._tree = None
+        self._tree_lock = threading.Lock()
 
     @property
     def coords(self) -> np.ndarray:
@@ -83,8 +90,11 @@ class NeighborIndex:
         return the same neighbours.
         """
         if self._tree is None:
-            log.debug("building cKDTree over %d points", self.n_points)
-            self._tree = cKDTree(self._coords, balanced_tree=False, compact_nodes=False)
+            with self._tree_lock:  # threads sharing a fresh index build it once
+                if self._tree is None:
+                    log.debug("building cKDTree over %d points", self.n_points)
+                    self._tree = cKDTree(self._coords, balanced_tree=False,
+                                         compact_nodes=False)
         return self._tree
 
     def neighbors(self, seeds: np.ndarray, k: int) -> np.ndarray:
@@ -118,6 +128,16 @@ class NeighborIndex:
         # all; then all k+1 are at distance zero and the farthest one goes.
         drop[~drop.any(axis=1), -1] = True
         return idx[~drop].reshape(seeds.size, k)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        del state["_tree_lock"]  # locks do not pickle; the tree does
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._coords.flags.writeable = False  # unpickled arrays come back writeable
+        self._tree_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"NeighborIndex(n_points={self.n_points}, tree_built={self.tree_built})"

@@ -5,6 +5,12 @@ an entry point in the group ``ptycho_grouping``, all through the hook
 ``ptycho_grouping_strategies`` (see :mod:`ptycho_grouping.hookspecs`). A
 plugin that fails to import, raises, or returns something that is not a
 strategy is reported with a warning and skipped; the built-ins always load.
+
+Two plugins may use the same entry-point name: the later one is registered
+as ``"<distribution>:<name>"``, so no plugin is dropped. Two strategies with
+one *strategy* name are a conflict: it is reported with a warning naming both
+sources, listings show the built-in (or the first registered), and asking for
+that name is a ``ValueError`` naming both; every other name keeps working.
 """
 from __future__ import annotations
 
@@ -12,13 +18,13 @@ import importlib
 import importlib.metadata
 import logging
 import threading
-import warnings
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Type
 
 import pluggy
 
 from . import hookspecs
+from ._warnings import warn
 from .strategy import GroupingStrategy
 
 __all__ = [
@@ -38,13 +44,21 @@ ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 DEFAULT_STRATEGY = "sample_then_group"
 BUILTIN_SOURCE = "built-in"
 
-# Plugin name -> module of the strategies shipped with this package. They are
-# also declared as entry points in pyproject.toml; registering them here first
-# keeps a source checkout working without installed metadata.
+# Plugin name -> module of the strategies shipped with this package.
+#
+# pyproject.toml declares these same modules as entry points in the group
+# ``ptycho_grouping``, so an installed package announces its built-ins exactly
+# as a third-party plugin would. They are *also* registered from this table,
+# first and unconditionally, because a source checkout used without
+# installing (no package metadata on sys.path) has no entry points at all,
+# and the default strategy must work there too. _load_entry_points recognises
+# the entry points that name these modules as these same plugins and skips
+# them without a warning.
 _BUILTIN_PLUGINS = {
     "sample_then_group": "ptycho_grouping.sample_then_group",
     "legacy_group_then_sample": "ptycho_grouping.legacy",
 }
+_BUILTIN_MODULES = frozenset(_BUILTIN_PLUGINS.values())
 
 
 class PluginWarning(UserWarning):
@@ -76,11 +90,12 @@ class StrategyRegistry:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         self._sources: Dict[str, str] = {}
+        self._strategies: Optional[Dict[str, StrategyInfo]] = None
+        self._conflicts: Dict[str, List[StrategyInfo]] = {}
         for plugin_name, module in _BUILTIN_PLUGINS.items():
             self._register_module(plugin_name, module, BUILTIN_SOURCE)
         if load_entry_points:
             self._load_entry_points()
-        self._strategies: Optional[Dict[str, StrategyInfo]] = None
 
     def _register_module(self, plugin_name: str, module: str, source: str) -> None:
         try:
@@ -92,16 +107,31 @@ class StrategyRegistry:
 
     def _load_entry_points(self) -> None:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if self.pm.get_plugin(ep.name) is not None or self.pm.is_blocked(ep.name):
-                continue  # a built-in, already registered above
+            if ep.attr is None and ep.module in _BUILTIN_MODULES:
+                continue  # this package's own declaration of a built-in, registered above
             dist = getattr(ep, "dist", None)
             source = dist.name if dist is not None else ep.value
+            name = ep.name
+            if self.pm.is_blocked(name):
+                continue
+            if self.pm.get_plugin(name) is not None:
+                # Entry-point names are chosen by each distribution on its own;
+                # a clash must not drop the later plugin's strategies.
+                name = f"{source}:{ep.name}"
+                if self.pm.get_plugin(name) is not None:
+                    self._skip(ep.name, source, f"another plugin is already registered "
+                                                f"as {ep.name!r} and as {name!r}")
+                    continue
             try:
                 plugin = ep.load()
             except Exception as exc:
-                self._skip(ep.name, source, f"failed to load entry point {ep.value!r}: {exc!r}")
+                self._skip(name, source, f"failed to load entry point {ep.value!r}: {exc!r}")
                 continue
-            self.register(plugin, ep.name, source)
+            if self.pm.is_registered(plugin):
+                log.debug("entry point %r (%s) names plugin %r, already registered as %r",
+                          ep.name, source, ep.value, self.pm.get_name(plugin))
+                continue
+            self.register(plugin, name, source)
 
     def register(self, plugin, name: str, source: str = "registered at run time") -> None:
         """Register a plugin object (module or instance with the hook)."""
@@ -117,10 +147,11 @@ class StrategyRegistry:
     def _skip(plugin_name: str, source: str, why: str) -> None:
         msg = f"grouping plugin {plugin_name!r} ({source}) skipped: {why}"
         log.warning(msg)
-        warnings.warn(msg, PluginWarning, stacklevel=3)
+        warn(msg, PluginWarning)
 
-    def _collect(self) -> Dict[str, StrategyInfo]:
+    def _collect(self) -> None:
         found: Dict[str, StrategyInfo] = {}
+        conflicts: Dict[str, List[StrategyInfo]] = {}
         # Each implementation is called on its own so that one failing
         # plugin is attributed by name and does not hide the others.
         for impl in self.pm.hook.ptycho_grouping_strategies.get_hookimpls():
@@ -145,20 +176,34 @@ class StrategyRegistry:
                 if not isinstance(name, str) or not name:
                     self._skip(plugin_name, source, f"{cls.__name__} has no string 'name'")
                     continue
-                if name in found:
-                    other = found[name]
-                    raise ValueError(
-                        f"strategy name {name!r} is registered twice: by {other.cls.__qualname__} "
-                        f"from plugin {other.plugin!r} ({other.source}) and by "
-                        f"{cls.__qualname__} from plugin {plugin_name!r} ({source})")
-                found[name] = StrategyInfo(name, cls, source, plugin_name)
-        return found
+                info = StrategyInfo(name, cls, source, plugin_name)
+                other = found.get(name)
+                if other is None:
+                    found[name] = info
+                elif other.cls is not cls:  # the same class offered twice is no conflict
+                    conflicts.setdefault(name, [other]).append(info)
+                    if info.source == BUILTIN_SOURCE and other.source != BUILTIN_SOURCE:
+                        found[name] = info  # a listing shows the built-in
+        for name, infos in conflicts.items():
+            msg = (f"{_conflict_message(name, infos)}; listing {found[name].cls.__qualname__}, "
+                   f"but get_strategy({name!r}) fails until one of them is removed")
+            log.warning(msg)
+            warn(msg, PluginWarning)
+        self._strategies, self._conflicts = found, conflicts
 
     @property
     def strategies(self) -> Dict[str, StrategyInfo]:
+        """Name -> strategy; for a conflicting name, the built-in (else the first)."""
         if self._strategies is None:
-            self._strategies = self._collect()
+            self._collect()
         return self._strategies
+
+    @property
+    def conflicts(self) -> Dict[str, List[StrategyInfo]]:
+        """Names claimed by more than one strategy class, with every claimant."""
+        if self._strategies is None:
+            self._collect()
+        return self._conflicts
 
     def list(self) -> List[StrategyInfo]:
         """Registered strategies, sorted by name."""
@@ -176,7 +221,17 @@ class StrategyRegistry:
             known = ", ".join(sorted(self.strategies)) or "none"
             raise ValueError(f"unknown grouping_strategy {name!r}; registered strategies: "
                              f"{known}") from None
+        if name in self._conflicts:
+            raise ValueError(f"{_conflict_message(name, self._conflicts[name])}; "
+                             "uninstall or rename one of them")
         return info.cls()
+
+
+def _conflict_message(name: str, infos: List[StrategyInfo]) -> str:
+    times = "twice" if len(infos) == 2 else f"{len(infos)} times"
+    claims = [f"{i.cls.__qualname__} from plugin {i.plugin!r} ({i.source})" for i in infos]
+    return (f"strategy name {name!r} is registered {times}: by "
+            f"{', by '.join(claims[:-1])} and by {claims[-1]}")
 
 
 _lock = threading.Lock()

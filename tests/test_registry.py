@@ -3,6 +3,7 @@ import importlib
 import importlib.metadata
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -37,7 +38,7 @@ def install_fake_distribution(tmp_path, monkeypatch, dist, modules, entry_points
     ``modules`` maps module name to source; ``entry_points`` maps entry-point
     name to its target in the ``ptycho_grouping`` group.
     """
-    site = tmp_path / "site"
+    site = tmp_path / f"site-{dist}"  # one directory per distribution: several may coexist
     site.mkdir()
     for name, source in modules.items():
         (site / f"{name}.py").write_text(textwrap.dedent(source))
@@ -123,26 +124,106 @@ def ptycho_grouping_strategies():
     assert "sample_then_group" in names
 
 
-def test_duplicate_names_are_an_error_naming_both_sources(tmp_path, monkeypatch):
-    source = '''
+def toy_plugin(class_name, strategy_name):
+    """Source of a plugin module contributing one strategy."""
+    return f'''
 from ptycho_grouping import GroupingStrategy, hookimpl
 
-class Impostor(GroupingStrategy):
-    name = "sample_then_group"
+class {class_name}(GroupingStrategy):
+    name = {strategy_name!r}
     def _group(self, index, request):
         return None
 
 @hookimpl
 def ptycho_grouping_strategies():
-    return [Impostor]
+    return [{class_name}]
 '''
+
+
+def test_entry_point_name_clashes_drop_no_plugin(tmp_path, monkeypatch):
+    # Entry-point names are chosen by each distribution alone: one reuses the
+    # built-in's name, two others both say "toy". Every strategy must arrive.
+    install_fake_distribution(tmp_path, monkeypatch, "ptg-fancy",
+                              {"ptg_fancy_mod": toy_plugin("Fancy", "fancy")},
+                              {"sample_then_group": "ptg_fancy_mod"})
+    install_fake_distribution(tmp_path, monkeypatch, "ptg-toy-one",
+                              {"ptg_toy_one": toy_plugin("ToyOne", "toy_one")},
+                              {"toy": "ptg_toy_one"})
+    install_fake_distribution(tmp_path, monkeypatch, "ptg-toy-two",
+                              {"ptg_toy_two": toy_plugin("ToyTwo", "toy_two")},
+                              {"toy": "ptg_toy_two"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PluginWarning)
+        reg = StrategyRegistry()
+        infos = {i.name: i for i in reg.list()}
+    assert {"fancy", "toy_one", "toy_two", "sample_then_group"} <= set(infos)
+    assert infos["fancy"].source == "ptg-fancy"
+    assert infos["fancy"].plugin == "ptg-fancy:sample_then_group"
+    assert (infos["toy_one"].source, infos["toy_two"].source) == ("ptg-toy-one", "ptg-toy-two")
+    # Whichever "toy" came first keeps the name; the other is "<dist>:toy".
+    toys = [infos["toy_one"], infos["toy_two"]]
+    assert sorted(i.plugin == "toy" for i in toys) == [False, True]
+    assert all(i.plugin in ("toy", f"{i.source}:toy") for i in toys)
+    # The built-in keeps its own plugin name and module.
+    assert infos["sample_then_group"].cls is SampleThenGroup
+    assert infos["sample_then_group"].plugin == "sample_then_group"
+    assert type(reg.get("toy_two")).__name__ == "ToyTwo"
+
+
+def test_builtin_entry_points_are_the_builtins_themselves(tmp_path, monkeypatch):
+    # This package declares its built-ins as entry points too (for an installed
+    # package), and another distribution may name a built-in module as well:
+    # both are recognised as the already registered plugins, without a warning.
+    install_fake_distribution(tmp_path, monkeypatch, "ptg-reexport", {},
+                              {"stg_again": "ptycho_grouping.sample_then_group",
+                               "legacy_group_then_sample": "ptycho_grouping.legacy"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PluginWarning)
+        reg = StrategyRegistry()
+        infos = reg.list()
+    assert sorted(name for name, _ in reg.pm.list_name_plugin()) == [
+        "legacy_group_then_sample", "sample_then_group"]
+    assert [i.name for i in infos] == ["legacy_group_then_sample", "sample_then_group"]
+    assert all(i.source == "built-in" for i in infos)
+    assert reg.conflicts == {}
+
+
+def test_duplicate_names_are_an_error_naming_both_sources(tmp_path, monkeypatch):
     install_fake_distribution(tmp_path, monkeypatch, "ptg-impostor",
-                              {"ptg_impostor": source}, {"impostor": "ptg_impostor"})
+                              {"ptg_impostor": toy_plugin("Impostor", "sample_then_group")},
+                              {"impostor": "ptg_impostor"})
     reg = StrategyRegistry()
-    with pytest.raises(ValueError, match=r"'sample_then_group' is registered twice: by SampleThenGroup "
-                                         r"from plugin 'sample_then_group' \(built-in\) and by "
-                                         r"Impostor from plugin 'impostor' \(ptg-impostor\)"):
+    both = (r"'sample_then_group' is registered twice: by SampleThenGroup from plugin "
+            r"'sample_then_group' \(built-in\) and by Impostor from plugin 'impostor' "
+            r"\(ptg-impostor\)")
+    with pytest.warns(PluginWarning, match=both + "; listing SampleThenGroup"):
+        infos = {i.name: i for i in reg.list()}
+    # The listing shows the built-in; asking for the name is the error ...
+    assert infos["sample_then_group"].cls is SampleThenGroup
+    assert [i.cls.__name__ for i in reg.conflicts["sample_then_group"]] == [
+        "SampleThenGroup", "Impostor"]
+    with pytest.raises(ValueError, match=both):
         reg.get("sample_then_group")
+    with pytest.raises(ValueError, match=both):
+        reg.get()  # the default is that name
+    # ... and every other name keeps working.
+    assert type(reg.get("legacy_group_then_sample")).__name__ == "LegacyGroupThenSample"
+
+
+def test_duplicate_names_between_two_plugins_keep_the_first_listed(tmp_path, monkeypatch):
+    install_fake_distribution(tmp_path, monkeypatch, "ptg-alpha",
+                              {"ptg_alpha": toy_plugin("Alpha", "shared")}, {"alpha": "ptg_alpha"})
+    install_fake_distribution(tmp_path, monkeypatch, "ptg-beta",
+                              {"ptg_beta": toy_plugin("Beta", "shared")}, {"beta": "ptg_beta"})
+    with pytest.warns(PluginWarning, match=r"'shared' is registered twice: by (Alpha|Beta) "
+                                           r".* and by (Alpha|Beta)"):
+        reg = StrategyRegistry()
+        listed = {i.name: i for i in reg.list()}["shared"]
+    first = reg.conflicts["shared"][0]
+    assert listed is first
+    with pytest.raises(ValueError, match=r"'shared' is registered twice.*uninstall or rename"):
+        reg.get("shared")
+    assert isinstance(reg.get("sample_then_group"), SampleThenGroup)
 
 
 def test_registry_without_entry_points_still_has_builtins():

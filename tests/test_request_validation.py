@@ -55,6 +55,8 @@ def test_flags_must_be_bool(field):
     (np.array([[0.0, np.inf]]), ValueError, r"finite.*index 0"),
     (np.array([["a", "b"]]), TypeError, r"real numeric array, got dtype <U1"),
     (np.zeros((3, 2), complex), TypeError, r"real numeric array"),
+    ([[0.0, 1.0], [2.0]], ValueError, r"coords must have shape \(M, 2\), but its rows differ"),
+    ([[0.0, 1.0], [2.0, [3.0]]], ValueError, r"coords must have shape \(M, 2\), but its rows"),
 ])
 def test_bad_coordinates(bad, exc, message):
     with pytest.raises(exc, match=message):

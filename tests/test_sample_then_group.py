@@ -1,5 +1,8 @@
 """Properties of the default strategy, SampleThenGroup."""
+import itertools
+import logging
 import math
+import re
 import warnings
 
 import numpy as np
@@ -181,12 +184,11 @@ def test_tree_is_built_once_per_index_and_reused():
 
 # -- oversampling ----------------------------------------------------------
 
-# Coincident positions are left out here: several seeds then share one small
-# neighbourhood, and the greedy repair of repeated sets can run out before the
-# true number of distinct groups is reached (it then says so; see below).
+# Every family, coincident positions included: several seeds then share one
+# small neighbourhood and the fast draw can run out of unused sets, which the
+# exact assignment resolves (every request in this range is satisfiable).
 @given(m=st.integers(8, 60), factor=st.floats(1.01, 4.0), seed=st.integers(0, 10**6),
-       sequential=st.booleans(),
-       family=st.sampled_from([f for f in FAMILIES if f != "duplicated"]))
+       sequential=st.booleans(), family=st.sampled_from(FAMILIES))
 def test_oversampling_is_balanced_exact_and_distinct(m, factor, seed, sequential, family):
     xy = make_coords(family, m, seed % 100)
     n = m + max(1, int(m * (factor - 1)))  # strictly more groups than points
@@ -229,12 +231,36 @@ def test_oversampling_uses_the_pool_size():
     assert (member_d > kth_other_distance(xy, groups[:, 0], 4)[:, None] + 1e-9).any()
 
 
-def test_oversampling_beyond_per_seed_capacity_states_the_number():
+def distinct_candidate_sets(xy, pool, c):
+    """Every set {seed} + (c-1 of its pool nearest neighbours), by brute force."""
+    nbrs = NeighborIndex(xy).neighbors(np.arange(len(xy)), pool)
+    return {frozenset((s, *m)) for s, row in enumerate(nbrs.tolist())
+            for m in itertools.combinations(row, c - 1)}
+
+
+def test_oversampling_beyond_per_seed_capacity_states_the_true_numbers():
     xy = make_coords("uniform", 20)
-    # C(4, 3) = 4 member sets per seed: at most 80 groups.
-    with pytest.raises(ValueError, match=r"n_groups=81 exceeds the 80 distinct groups"):
+    # 20 seeds x C(4, 3) member choices bound the count at 80, but different
+    # seeds can draw the same set: there are fewer distinct sets than that.
+    distinct = len(distinct_candidate_sets(xy, 4, 4))
+    assert distinct == 55
+    with pytest.raises(ValueError) as err:
         STG.group(xy, GroupingRequest(n_groups=81, group_size=4, neighbors=4,
                                       enable_oversampling=True))
+    msg = str(err.value)
+    assert "n_groups=81" in msg and "80 distinct" not in msg
+    assert "these points offer only 55 distinct groups" in msg
+    # The balanced seed rule allows fewer still; the number stated is exact.
+    best = int(re.search(r"at most (\d+) groups are possible", msg).group(1))
+    assert best == 37
+    for n in (best, best + 1):
+        req = GroupingRequest(n_groups=n, group_size=4, neighbors=4, rng=0,
+                              enable_oversampling=True)
+        if n == best:
+            assert len(np.unique(np.sort(STG.group(xy, req), axis=1), axis=0)) == best
+        else:
+            with pytest.raises(ValueError, match=rf"n_groups={n} .* at most 37 groups"):
+                STG.group(xy, req)
 
 
 def test_oversampling_beyond_distinct_sets_states_the_exact_number():
@@ -242,9 +268,66 @@ def test_oversampling_beyond_distinct_sets_states_the_exact_number():
     # is its seed, so there are C(10, 4) = 210 distinct sets although the
     # per-seed bound 10 * C(9, 3) = 840 is larger.
     xy = np.zeros((10, 2))
-    ok = STG.group(xy, GroupingRequest(n_groups=150, group_size=4, neighbors=9,
-                                       enable_oversampling=True, rng=0))
-    assert len(np.unique(np.sort(ok, axis=1), axis=0)) == 150
-    with pytest.raises(ValueError, match=r"n_groups=211 .* offer 210 distinct groups"):
+    for n in (150, 210):  # 210: every set, each point the seed of exactly 21
+        ok = STG.group(xy, GroupingRequest(n_groups=n, group_size=4, neighbors=9,
+                                           enable_oversampling=True, rng=0))
+        assert len(np.unique(np.sort(ok, axis=1), axis=0)) == n
+        assert set(np.bincount(ok[:, 0]).tolist()) == {n // 10, math.ceil(n / 10)}
+    with pytest.raises(ValueError, match=r"n_groups=211 .* offer only 210 distinct groups in all; "
+                                         r"at most 210 groups are possible"):
         STG.group(xy, GroupingRequest(n_groups=211, group_size=4, neighbors=9,
+                                      enable_oversampling=True, rng=0))
+
+
+def test_balanced_rule_message_says_how_often_each_point_must_be_a_seed():
+    # A 4 x 4 raster with a pool of 4 offers 54 distinct sets, but the corner
+    # and edge points share most of theirs: not every point can seed 3.
+    xy = make_coords("raster", 16)
+    assert len(distinct_candidate_sets(xy, 4, 4)) == 54
+    for n, use in [(48, "exactly 3 times"), (47, "2 or 3 times")]:
+        with pytest.raises(ValueError) as err:
+            STG.group(xy, GroupingRequest(n_groups=n, group_size=4, neighbors=4,
+                                          enable_oversampling=True, rng=0))
+        msg = str(err.value)
+        assert f"no choice of distinct groups uses every point as a seed {use}" in msg
+        assert "offer 54 distinct groups in all" in msg
+        assert "at most 46 groups are possible" in msg
+        assert " 3 or 3 " not in msg
+
+
+def test_clamped_pool_is_reported_as_clamped():
+    xy = make_coords("uniform", 4)
+    with pytest.raises(ValueError, match=r"neighbors=4 was clamped to 3 because only 3 other "
+                                         r"scan points exist.*at least group_size=4"):
+        STG.group(xy, GroupingRequest(n_groups=5, group_size=4, neighbors=4,
+                                      enable_oversampling=True))
+
+
+def test_exact_assignment_serves_near_capacity_requests(caplog):
+    # A raster with a pool of 4: C(4, 3) = 4 sets per seed, most of them shared
+    # with a neighbour. Asking for the most the balanced rule allows makes the
+    # fast draw run out; the exact assignment must still deliver.
+    xy = make_coords("raster", 100)
+    with pytest.raises(ValueError) as err:
+        STG.group(xy, GroupingRequest(n_groups=400, group_size=4, neighbors=4,
+                                      enable_oversampling=True, rng=0))
+    best = int(re.search(r"at most (\d+) groups are possible", str(err.value)).group(1))
+    assert 100 < best < 400
+    for sequential in (False, True):
+        req = GroupingRequest(n_groups=best, group_size=4, neighbors=4, rng=3,
+                              sequential=sequential, enable_oversampling=True)
+        with caplog.at_level(logging.DEBUG, logger="ptycho_grouping.sample_then_group"):
+            caplog.clear()
+            groups = STG.group(xy, req)
+        assert "solving the assignment exactly" in caplog.text
+        assert len(np.unique(np.sort(groups, axis=1), axis=0)) == best
+        use = np.bincount(groups[:, 0], minlength=100)
+        assert use.min() == best // 100 and use.max() == math.ceil(best / 100)
+        assert np.array_equal(STG.group(xy, req), groups)
+        other_seed = GroupingRequest(n_groups=best, group_size=4, neighbors=4, rng=4,
+                                     sequential=sequential, enable_oversampling=True)
+        # Sequential mode is deterministic; otherwise the seed matters.
+        assert np.array_equal(STG.group(xy, other_seed), groups) == sequential
+    with pytest.raises(ValueError, match=rf"n_groups={best + 1} .* at most {best} groups"):
+        STG.group(xy, GroupingRequest(n_groups=best + 1, group_size=4, neighbors=4,
                                       enable_oversampling=True, rng=0))
