@@ -148,7 +148,7 @@ def format_out_of_core(r: dict) -> str:
         f"  peak RSS {r['peak_rss_mib']:.0f} MiB = {r['peak_rss_mib'] / r['store_mib']:.2f}x "
         f"the store (at exit: {r['end_rss_anon_mib']:.0f} MiB allocated, "
         f"{r['end_rss_file_mib']:.0f} MiB mapped file pages)",
-        f"  control without --mmap under the same limit: "
+        "  control without --mmap under the same limit: "
         + ("failed, as it must (" + " ".join(r["control_error"])[:80] + ")"
            if r["control_failed"] else "SUCCEEDED: the limit did not bind"),
     ])

@@ -1,7 +1,6 @@
-"""Shared test configuration and coordinate families."""
+"""Shared test configuration: hypothesis profiles (HYPOTHESIS_PROFILE=thorough for more examples)."""
 import os
 
-import numpy as np
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
