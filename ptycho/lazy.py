@@ -1,28 +1,41 @@
-"""Grouped data as Dask arrays, for pattern stores processed on a cluster.
+"""Grouped data as Dask arrays, for pattern stores larger than memory or on a cluster.
 
 ``RawData.generate_grouped_data(..., lazy=True)`` returns Dask arrays for
 ``diffraction``, ``X_full`` and ``Y``; the groups and coordinates are small
-and computed at once. Nothing is read from the pattern store until the
-arrays are computed, and then only the frames the groups use.
+and computed at once. Nothing is read until the arrays are computed, and
+then block by block, so memory stays bounded by a few blocks:
 
-The graph is made of Dask's own operations on the store (a Dask array, or
-any other store wrapped with ``dask.array.from_array``), so it can run on a
-``dask.distributed`` cluster when the store is one the workers can read
-(a Dask array built from Zarr, HDF5 paths, or in-memory data). ``X_full``
-comes out bit for bit equal to the eager path: the per-pattern energies are
-computed block by block with the same einsum, and their mean, the single
-reduction, goes through the same function.
+Every store (``np.memmap``, h5py dataset, Zarr or Dask array, in-memory
+array) is read by one task per block of groups, through
+:func:`~ptycho.pattern_store.gather_frames`: only the frames that block
+uses, sorted, in bounded chunks (a Dask array store computes just those
+rows, inside the task). Memory maps and HDF5 datasets travel as small
+picklable readers (file name and layout), never as their data, so the graph
+also runs on ``dask.distributed`` workers that can open the same files.
+
+``X_full`` needs the mean energy of *all* gathered patterns before its first
+block can be scaled. So that no block has to wait in memory for it, the
+energies and ``X_full`` read the patterns on their own branches of the graph
+(the store is read again, as the streaming writer does); the energies are
+reduced by the eager path's own function, so ``X_full`` is bit for bit the
+eager result.
 
 Needs the ``dask`` extra.
 """
 from __future__ import annotations
 
+import mmap
+import uuid
+
 import numpy as np
 
 from .patches import extract_patches
-from .pattern_store import CHUNK_FRAMES
+from .pattern_store import gather_frames
 
-__all__ = ["lazy_channels_last", "lazy_normalised", "lazy_patches"]
+__all__ = ["lazy_pattern_arrays", "lazy_patches", "block_groups"]
+
+#: Bytes of patterns per Dask block (per output array).
+BLOCK_BYTES = 64 << 20
 
 
 def _dask():
@@ -34,44 +47,159 @@ def _dask():
     return dask, da
 
 
-def _as_dask(store):
-    _, da = _dask()
-    if isinstance(store, da.Array):
-        return store
-    # h5py datasets are not thread-safe; a lock is harmless for the others.
-    # An explicit meta keeps from_array from reading the store to infer it.
-    return da.from_array(store, chunks=(CHUNK_FRAMES, *store.shape[1:]),
-                         lock=not isinstance(store, np.ndarray),
-                         meta=np.empty((0,) * len(store.shape), dtype=store.dtype))
+def block_groups(group_size: int, frame_shape, dtype) -> int:
+    """Groups per block so that one block of patterns is about :data:`BLOCK_BYTES`."""
+    group_bytes = group_size * int(np.prod(frame_shape)) * np.dtype(dtype).itemsize
+    return max(1, BLOCK_BYTES // max(1, group_bytes))
 
 
-def lazy_channels_last(store, nn_indices: np.ndarray, chunk_groups: int):
-    """``store[nn_indices]`` as a lazy ``(B, N, N, C)`` array, ``chunk_groups`` groups per block."""
-    _, da = _dask()
-    b, c = nn_indices.shape
-    flat = _as_dask(store)[nn_indices.ravel()]
-    frames = flat.rechunk((chunk_groups * c, *flat.shape[1:])).reshape(b, c, *flat.shape[1:])
-    return da.moveaxis(frames, 1, 3)
+# -- picklable readers ------------------------------------------------------------
+
+class MemmapReader:
+    """A memory-mapped ``.npy``/NPZ member, pickled as its file name and layout.
+
+    Pickling an ``np.memmap`` copies its data; this reopens the map instead,
+    once per process.
+    """
+
+    def __init__(self, mm: np.memmap):
+        self.filename, self.offset = mm.filename, mm.offset
+        self.shape, self.dtype = mm.shape, mm.dtype
+        self.order = "F" if mm.flags.f_contiguous and not mm.flags.c_contiguous else "C"
+        self._map = None
+
+    def open(self) -> np.memmap:
+        if self._map is None:
+            self._map = np.memmap(self.filename, dtype=self.dtype, mode="r", shape=self.shape,
+                                  offset=self.offset, order=self.order)
+        return self._map
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_map"} | {"_map": None}
+
+    def __dask_tokenize__(self):
+        return ("MemmapReader", self.filename, self.offset, self.shape, str(self.dtype))
 
 
-def _energies(frames: np.ndarray) -> np.ndarray:
-    # Imported here: raw_data imports this module lazily, not the other way round.
-    from .raw_data import pattern_energies
-    return pattern_energies(np.moveaxis(frames, 1, 3))
+class Hdf5Reader:
+    """An h5py dataset, pickled as its file name and dataset path (h5py objects do not pickle)."""
+
+    def __init__(self, dataset):
+        self.filename, self.name = dataset.file.filename, dataset.name
+        self.shape, self.dtype = dataset.shape, dataset.dtype
+        self._dataset = dataset
+
+    def open(self):
+        if self._dataset is None:
+            import h5py
+            self._dataset = h5py.File(self.filename, "r")[self.name]
+        return self._dataset
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_dataset"} | {"_dataset": None}
+
+    def __dask_tokenize__(self):
+        return ("Hdf5Reader", self.filename, self.name)
 
 
-def lazy_normalised(diffraction, N: int):
-    """``X_full`` for a lazy ``diffraction``: the energies are one pass over the blocks."""
-    dask, da = _dask()
-    from .raw_data import _scaled, normalisation_scale
-    frames = da.moveaxis(diffraction, 3, 1)  # (B, C, N, N): one block per group chunk
-    energies = frames.map_blocks(_energies, drop_axis=(2, 3), dtype=np.float64)
-    scale = dask.delayed(normalisation_scale)(energies, N)
-    return da.map_blocks(_scaled, diffraction, scale, dtype=_scaled_dtype(diffraction.dtype))
+class DaskReader:
+    """A Dask array store, held opaquely: as a plain graph input it would be computed whole."""
+
+    def __init__(self, array):
+        self.array = array
+
+    def open(self):
+        return self.array
+
+    def __dask_tokenize__(self):
+        return ("DaskReader", self.array.name)
+
+
+def _portable(store):
+    """``store`` as something a task can hold and a worker can unpickle cheaply."""
+    if isinstance(store, np.memmap) and isinstance(getattr(store, "base", None), mmap.mmap):
+        return MemmapReader(store)  # the whole map as opened (a slice would need its offset)
+    if type(store).__module__.startswith("h5py"):
+        return Hdf5Reader(store)
+    if type(store).__module__.startswith("dask"):
+        return DaskReader(store)
+    return store
+
+
+# -- block functions (module level: they pickle by reference) -----------------------
+
+def _gather_block(idx: np.ndarray, store) -> np.ndarray:
+    """The patterns of a ``(b, C)`` block of groups, channels-last ``(b, N, N, C)``."""
+    b, c = idx.shape
+    if isinstance(store, (MemmapReader, Hdf5Reader, DaskReader)):
+        store = store.open()
+    frames = gather_frames(store, idx.ravel())
+    return np.moveaxis(frames.reshape(b, c, *frames.shape[1:]), 1, 3)
+
+
+def _energy_block(idx: np.ndarray, store) -> np.ndarray:
+    from .raw_data import pattern_energies  # raw_data imports this module lazily
+    return pattern_energies(_gather_block(idx, store))
+
+
+def _scaled_block(idx: np.ndarray, store, scale: float) -> np.ndarray:
+    from .raw_data import _scaled
+    return _scaled(_gather_block(idx, store), scale)
 
 
 def _scaled_dtype(dtype) -> np.dtype:
     return np.dtype(dtype) if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
+
+
+# -- the arrays ------------------------------------------------------------------------
+
+def _source(store):
+    """The store as one graph node, under a name of its own."""
+    dask, _ = _dask()
+    return dask.delayed(_portable(store), name=f"ptycho-store-{uuid.uuid4().hex}")
+
+
+def _groups(nn_indices: np.ndarray, chunk_groups: int):
+    _, da = _dask()
+    return da.from_array(nn_indices, chunks=(chunk_groups, nn_indices.shape[1]),
+                         name=f"ptycho-groups-{uuid.uuid4().hex}")
+
+
+def _gathered(idx, source, frame, dtype, what: str):
+    chunks = (idx.chunks[0],) + tuple((n,) for n in frame) + (idx.chunks[1],)
+    return idx.map_blocks(_gather_block, source, dtype=dtype, new_axis=(1, 2), chunks=chunks,
+                          name=f"ptycho-{what}-{uuid.uuid4().hex}")
+
+
+def lazy_pattern_arrays(store, nn_indices: np.ndarray, N: int, chunk_groups: int = None):
+    """``(diffraction, X_full)`` for ``store[nn_indices]``, as lazy ``(B, N, N, C)`` arrays.
+
+    Three branches read the store on their own (each has its own task
+    names): the patterns, their energies, and the patterns again for
+    ``X_full`` once the scale is known, so no block waits in memory.
+    """
+    dask, _ = _dask()
+    from .raw_data import normalisation_scale
+    frame = tuple(store.shape[1:])
+    idx = _groups(nn_indices, chunk_groups or block_groups(nn_indices.shape[1], frame,
+                                                           store.dtype))
+    source = _source(store)
+    diffraction = _gathered(idx, source, frame, store.dtype, "diffraction")
+    energies = idx.map_blocks(_energy_block, source, dtype=np.float64,
+                              name=f"ptycho-energies-{uuid.uuid4().hex}")
+    scale = dask.delayed(normalisation_scale)(energies, N)
+    x_full = idx.map_blocks(_scaled_block, source, scale, dtype=_scaled_dtype(store.dtype),
+                            new_axis=(1, 2), chunks=diffraction.chunks,
+                            name=f"ptycho-x-full-{uuid.uuid4().hex}")
+    return diffraction, x_full
+
+
+def lazy_gathered(store, nn_indices: np.ndarray, chunk_groups: int = None):
+    """``store[nn_indices]`` channels-last as one lazy array (``Y`` given per position)."""
+    frame = tuple(store.shape[1:])
+    idx = _groups(nn_indices, chunk_groups or block_groups(nn_indices.shape[1], frame,
+                                                           store.dtype))
+    return _gathered(idx, _source(store), frame, store.dtype, "gather")
 
 
 def _patch_block(shifts: np.ndarray, obj: np.ndarray, N: int) -> np.ndarray:
@@ -81,14 +209,15 @@ def _patch_block(shifts: np.ndarray, obj: np.ndarray, N: int) -> np.ndarray:
     return np.moveaxis(patches.reshape(b, c, N, N), 1, 3)
 
 
-def lazy_patches(obj: np.ndarray, shifts: np.ndarray, N: int, chunk_groups: int):
-    """Object patches ``(B, N, N, C)`` computed lazily, ``chunk_groups`` groups per block.
+def lazy_patches(obj: np.ndarray, shifts: np.ndarray, N: int, chunk_groups: int = None):
+    """Object patches ``(B, N, N, C)`` computed lazily, block by block.
 
     ``shifts`` is ``(B, 2, C)``: the ``(sx, sy)`` window corner of every member.
     The object enters the graph once, not once per block.
     """
     dask, da = _dask()
     c = shifts.shape[2]
+    chunk_groups = chunk_groups or block_groups(c, (N, N), np.complex64)
     lazy_shifts = da.from_array(np.moveaxis(shifts, 1, 2), chunks=(chunk_groups, c, 2))
     return da.map_blocks(_patch_block, lazy_shifts, dask.delayed(obj), N, dtype=np.complex64,
                          drop_axis=(1, 2), new_axis=(1, 2, 3),

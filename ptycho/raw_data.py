@@ -42,9 +42,6 @@ OPTIONAL_KEYS = {
     "Y": "None",
 }
 
-#: Groups per Dask block when ``generate_grouped_data(..., lazy=True)``.
-LAZY_CHUNK_GROUPS = 1024
-
 # Old module-level functions, kept importable for one transition period by a
 # shim that warns and forwards to the legacy strategy (see ptycho._deprecated).
 _DEPRECATED = ("group_coords", "get_neighbor_diffraction_and_positions", "get_neighbor_indices",
@@ -471,12 +468,11 @@ class RawData:
         shifts = (coords_offsets + coords_relative)[:, 0]              # (B, 2, C)
         if lazy:
             from . import lazy as lz
-            diffraction = lz.lazy_channels_last(self.diff3d, nn_indices, LAZY_CHUNK_GROUPS)
-            X_full = lz.lazy_normalised(diffraction, N)
+            diffraction, X_full = lz.lazy_pattern_arrays(self.diff3d, nn_indices, N)
             if self.Y is not None:
-                Y = lz.lazy_channels_last(self.Y, nn_indices, LAZY_CHUNK_GROUPS)
+                Y = lz.lazy_gathered(self.Y, nn_indices)
             elif self.objectGuess is not None:
-                Y = lz.lazy_patches(self.objectGuess, shifts, N, LAZY_CHUNK_GROUPS)
+                Y = lz.lazy_patches(self.objectGuess, shifts, N)
             else:
                 Y = None
         else:

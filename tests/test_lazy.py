@@ -4,9 +4,16 @@ import sys
 import numpy as np
 import pytest
 
+from ptycho import lazy as lazy_module
 from ptycho.raw_data import RawData
 
 da = pytest.importorskip("dask.array")
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch):
+    # About 24 groups of 4 patterns of 8x8 float32 per block: several blocks.
+    monkeypatch.setattr(lazy_module, "BLOCK_BYTES", 24 * 4 * N * N * 4)
 
 N = 8
 M = 500
@@ -45,10 +52,13 @@ class ReadCounter:
     def __init__(self, data):
         self._data, self.shape, self.dtype, self.ndim = data, data.shape, data.dtype, data.ndim
         self.reads = 0
+        self.frames = 0
 
     def __getitem__(self, key):
         self.reads += 1
-        return self._data[key]
+        out = self._data[key]
+        self.frames += len(out)
+        return out
 
 
 @pytest.mark.parametrize("gridsize", [1, 2, 3])
@@ -69,13 +79,38 @@ def test_lazy_equals_eager(gridsize, store_kind, source_of_y):
     assert_same(eager_raw.generate_grouped_data(N, **args), lazy)
 
 
-def test_nothing_is_read_until_computed():
+def test_nothing_is_read_until_computed_then_only_what_each_block_uses():
     xy, diff, _ = scan()
     store = ReadCounter(diff)
     out = raw(xy, store).generate_grouped_data(N, K=6, nsamples=100, gridsize=2, seed=0, lazy=True)
     assert store.reads == 0
-    assert np.array_equal(out["diffraction"].compute(), diff[out["nn_indices"]].transpose(0, 2, 3, 1))
-    assert store.reads > 0
+    nn = out["nn_indices"]
+    assert np.array_equal(out["diffraction"].compute(), diff[nn].transpose(0, 2, 3, 1))
+    # Each block reads its own distinct frames once: never whole store chunks.
+    blocks = np.split(nn, np.cumsum(out["diffraction"].chunks[0])[:-1])
+    assert store.frames == sum(len(np.unique(b)) for b in blocks) < len(diff)
+
+
+def test_x_full_shares_no_task_with_diffraction():
+    # Shared blocks would wait in memory until the scale (from every block) is known.
+    xy, diff, _ = scan()
+    out = raw(xy, diff).generate_grouped_data(N, K=6, nsamples=200, gridsize=2, seed=0, lazy=True)
+    shared = set(out["X_full"].__dask_graph__()) & set(out["diffraction"].__dask_graph__())
+    assert all(str(key).startswith(("ptycho-store-", "ptycho-groups-")) or
+               (isinstance(key, tuple) and str(key[0]).startswith("ptycho-groups-"))
+               for key in shared), shared
+
+
+def test_a_memory_map_is_neither_copied_nor_put_into_the_graph(tmp_path):
+    cloudpickle = pytest.importorskip("cloudpickle")
+    xy, diff, _ = scan(m=4000)
+    np.save(tmp_path / "d.npy", diff)
+    store = np.load(tmp_path / "d.npy", mmap_mode="r")
+    out = raw(xy, store).generate_grouped_data(N, K=6, nsamples=100, gridsize=2, seed=0, lazy=True)
+    graph_bytes = len(cloudpickle.dumps(dict(out["X_full"].__dask_graph__())))
+    assert graph_bytes < diff.nbytes / 10, graph_bytes  # the store travels as its file name
+    eager = raw(xy, diff).generate_grouped_data(N, K=6, nsamples=100, gridsize=2, seed=0)
+    assert np.array_equal(out["X_full"].compute(), eager["X_full"])
 
 
 def test_lazy_must_be_a_bool():
@@ -92,19 +127,27 @@ def test_lazy_without_dask_says_which_extra(monkeypatch):
         raw(xy, diff).generate_grouped_data(N, K=6, nsamples=10, gridsize=2, lazy=True)
 
 
-def test_runs_on_a_local_cluster_with_two_worker_processes():
+def test_runs_on_a_local_cluster_with_two_worker_processes(tmp_path):
     distributed = pytest.importorskip("dask.distributed")
+    h5py = pytest.importorskip("h5py")
     xy, diff, obj = scan(7)
-    store = da.from_array(diff, chunks=(64, N, N))
+    np.save(tmp_path / "d.npy", diff)
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f["data"] = diff
     args = dict(K=7, nsamples=400, gridsize=2, seed=11)
-    lazy = raw(xy, store, objectGuess=obj).generate_grouped_data(N, lazy=True, **args)
     eager = raw(xy, diff, objectGuess=obj).generate_grouped_data(N, **args)
-    # Worker processes: the graph must survive pickling to run there.
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
-        assert len(client.scheduler_info()["workers"]) == 2
-        x_full, y, diffraction = client.gather(
-            client.compute([lazy["X_full"], lazy["Y"], lazy["diffraction"]]))
-    assert np.array_equal(x_full, eager["X_full"]) and x_full.dtype == eager["X_full"].dtype
-    assert np.array_equal(y, eager["Y"]) and np.array_equal(diffraction, eager["diffraction"])
+    with h5py.File(tmp_path / "d.h5", "r") as h5:
+        stores = {"dask": da.from_array(diff, chunks=(64, N, N)),
+                  "memmap": np.load(tmp_path / "d.npy", mmap_mode="r"), "hdf5": h5["data"]}
+        lazy = {kind: raw(xy, store, objectGuess=obj).generate_grouped_data(N, lazy=True, **args)
+                for kind, store in stores.items()}
+        # Worker processes: the graph must survive pickling to run there.
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                      dashboard_address=None) as cluster, \
+                distributed.Client(cluster) as client:
+            assert len(client.scheduler_info()["workers"]) == 2
+            results = client.gather(client.compute(
+                {kind: [out["X_full"], out["Y"], out["diffraction"]] for kind, out in lazy.items()}))
+    for kind, (x_full, y, diffraction) in results.items():
+        assert np.array_equal(x_full, eager["X_full"]) and x_full.dtype == eager["X_full"].dtype, kind
+        assert np.array_equal(y, eager["Y"]) and np.array_equal(diffraction, eager["diffraction"]), kind
