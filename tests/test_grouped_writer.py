@@ -3,6 +3,7 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
 from ptycho import grouped_writer
 from ptycho.raw_data import RawData
@@ -10,12 +11,12 @@ from ptycho.raw_data import RawData
 N = 8
 
 
-def scan(m=300, obj=True, seed=0):
+def scan(m=300, obj=True, seed=0, n=N):
     rng = np.random.default_rng(seed)
     xy = rng.uniform(0, 50, (m, 2))
-    rows, cols = np.mgrid[0:70, 0:70]
+    rows, cols = np.mgrid[0:50 + 2 * n, 0:50 + 2 * n]
     return RawData.from_coords_without_pc(
-        xy[:, 0], xy[:, 1], rng.random((m, N, N)).astype(np.float32), np.ones((N, N)),
+        xy[:, 0], xy[:, 1], rng.random((m, n, n)).astype(np.float32), np.ones((n, n)),
         np.arange(m), objectGuess=(rows + 1j * cols).astype(np.complex64) if obj else None)
 
 
@@ -100,4 +101,98 @@ def test_bad_arguments(tmp_path):
         grouped_writer.write_grouped(rd, tmp_path / "g", N, out_format="zarr", nsamples=3)
     with pytest.raises(ValueError, match="chunk_groups must be a positive integer, got 0"):
         grouped_writer.write_grouped(rd, tmp_path / "g", N, chunk_groups=0, nsamples=3)
+    with pytest.raises(TypeError, match="chunk_groups must be a positive integer, got 2.0"):
+        grouped_writer.write_grouped(rd, tmp_path / "g", N, chunk_groups=2.0, nsamples=3)
+    with pytest.raises(ValueError, match="chunk_mib must be a positive integer, got -1"):
+        grouped_writer.write_grouped(rd, tmp_path / "g", N, chunk_mib=-1, nsamples=3)
+    with pytest.raises(ValueError, match=r"chunk_groups or chunk_mib, not both \(got "
+                                         r"chunk_groups=5, chunk_mib=1\)"):
+        grouped_writer.write_grouped(rd, tmp_path / "g", N, chunk_groups=5, chunk_mib=1,
+                                     nsamples=3)
     assert os.listdir(tmp_path) == []
+
+
+def test_default_chunks_are_bounded_by_bytes_not_groups(tmp_path):
+    # 64x64 float32 patterns, C=4: 64 KiB of diffraction per group, so a
+    # 1 MiB budget allows 16 groups per chunk (a fixed group count would not).
+    n, budget = 64, 1
+    rd = scan(m=200, n=n)
+    kw = dict(K=6, nsamples=100, gridsize=2, seed=3)
+    seen = []
+    grouped_writer.write_grouped(rd, tmp_path / "g.npz", n, chunk_mib=budget,
+                                 progress=lambda done, total: seen.append(done), **kw)
+    sizes = np.diff([0] + seen)
+    assert sizes.max() * 4 * n * n * 4 <= budget << 20
+    assert sizes.max() == (budget << 20) // (4 * n * n * 4) and len(seen) == -(-100 // 16)
+    assert_same(tmp_path / "g.npz", rd.generate_grouped_data(n, **kw), load_npz)
+
+
+def test_default_chunk_is_the_module_budget(tmp_path, monkeypatch):
+    # chunk_groups and chunk_mib both omitted: DEFAULT_CHUNK_MIB decides.
+    seen = []
+    monkeypatch.setattr(grouped_writer, "DEFAULT_CHUNK_MIB", 1)
+    grouped_writer.write_grouped(scan(m=200, n=64), tmp_path / "g.npz", 64, K=6, nsamples=40,
+                                 gridsize=2, seed=0, progress=lambda d, t: seen.append(d))
+    assert seen == [16, 32, 40]
+
+
+@given(n=st.integers(1, 4096), c=st.integers(1, 64), itemsize=st.sampled_from([1, 2, 4, 8]),
+       mib=st.integers(1, 4096))
+def test_chunk_groups_for_is_the_largest_count_within_the_budget(n, c, itemsize, mib):
+    groups = grouped_writer.chunk_groups_for(n, c, itemsize, mib)
+    group_bytes = c * n * n * itemsize
+    assert groups >= 1
+    if groups > 1:
+        assert groups * group_bytes <= mib << 20
+    assert (groups + 1) * group_bytes > mib << 20
+
+
+def test_hdf5_storage_chunks_stay_small_whatever_the_write_chunk(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    rd = scan(m=200, n=64)
+    grouped_writer.write_grouped(rd, tmp_path / "g.h5", 64, out_format="hdf5",
+                                 chunk_groups=10_000, K=6, nsamples=100, gridsize=2, seed=0)
+    with h5py.File(tmp_path / "g.h5", "r") as f:
+        for key in ("diffraction", "X_full", "nn_indices"):
+            rows = f[key].chunks[0]
+            assert f[key].chunks[1:] == f[key].shape[1:]
+            assert rows * f[key][:1].nbytes <= 1 << 20 or rows == 1, key
+            assert rows == min(100, (1 << 20) // f[key][:1].nbytes), key
+
+
+@pytest.mark.parametrize("out_format", ["npz", "hdf5"])
+def test_output_is_flushed_to_disk_before_the_rename(tmp_path, monkeypatch, out_format):
+    if out_format == "hdf5":
+        pytest.importorskip("h5py")
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.fstat(fd).st_ino))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.stat(src).st_ino))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(grouped_writer.os, "fsync", fsync)
+    monkeypatch.setattr(grouped_writer.os, "replace", replace)
+    grouped_writer.write_grouped(scan(), tmp_path / "g.out", N, out_format=out_format,
+                                 chunk_groups=16, K=6, nsamples=50, gridsize=2, seed=0)
+    inode = os.stat(tmp_path / "g.out").st_ino
+    assert events == [("fsync", inode), ("replace", inode)]
+
+
+def test_hdf5_open_failure_leaves_no_temporary_file(tmp_path, monkeypatch):
+    h5py = pytest.importorskip("h5py")
+    target = tmp_path / "g.h5"
+    target.write_bytes(b"previous result")
+
+    def broken(*args, **kwargs):
+        raise OSError("unable to create file (disk full)")
+
+    monkeypatch.setattr(h5py, "File", broken)
+    with pytest.raises(OSError, match="disk full"):
+        grouped_writer.write_grouped(scan(), target, N, out_format="hdf5", K=6, nsamples=20,
+                                     gridsize=2, seed=0)
+    assert os.listdir(tmp_path) == ["g.h5"] and target.read_bytes() == b"previous result"
