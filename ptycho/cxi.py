@@ -5,6 +5,10 @@ reads only the frames it needs. Needs the ``hdf5`` extra (h5py).
 """
 from __future__ import annotations
 
+import math
+import numbers
+import warnings
+
 import numpy as np
 
 DATA = "entry_1/data_1/data"
@@ -23,8 +27,51 @@ def object_pixel_size(f, n_pixels: int) -> float:
     if missing:
         raise ValueError(f"cannot convert positions to pixels: the file lacks {', '.join(missing)}; "
                          "pass pixel_size (metres per object pixel)")
-    wavelength = _HC / float(f[ENERGY][()])
-    return wavelength * float(f[DISTANCE][()]) / (n_pixels * float(f[DETECTOR_PIXEL][()]))
+    energy, distance, detector_pixel = (_positive_real(k, _scalar(f, k))
+                                        for k in (ENERGY, DISTANCE, DETECTOR_PIXEL))
+    return _HC / energy * distance / (n_pixels * detector_pixel)
+
+
+def _scalar(f, key: str) -> float:
+    """The one number stored at ``key``, whether as a scalar or a 1-element array (``(1,)``)."""
+    value = np.asarray(f[key][()])
+    if value.size != 1:
+        raise ValueError(f"{key} must hold a single value, got shape {value.shape}")
+    return value.reshape(-1)[0].item()
+
+
+def _positive_real(name: str, value) -> float:
+    """``value`` as a float, or an error naming ``name`` unless it is a positive finite real."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a positive real number, got {value!r} "
+                        f"of type {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def _probe(f):
+    """The probe as a 2-D array, or None; of a multi-mode probe, the strongest mode.
+
+    Grouping never uses the probe, but PtychoPINN expects a 2-D probeGuess,
+    so a stack of modes (``(modes, N, N)``) is reduced to its dominant mode
+    with a warning rather than failing the whole file.
+    """
+    if PROBE not in f:
+        return None
+    probe = np.asarray(f[PROBE][()])
+    if probe.ndim <= 2:
+        return probe
+    modes = probe.reshape(-1, *probe.shape[-2:])
+    if len(modes) == 1:
+        return modes[0]
+    power = np.sum(np.abs(modes) ** 2, axis=(1, 2), dtype=np.float64)
+    keep = int(np.argmax(power))
+    warnings.warn(f"{PROBE} holds {len(modes)} probe modes (shape {probe.shape}); keeping "
+                  f"mode {keep}, the strongest ({100 * power[keep] / power.sum():.0f}% of the "
+                  "power), as probeGuess, which PtychoPINN expects to be 2-D", UserWarning,
+                  stacklevel=3)
+    return modes[keep]
 
 
 def read_cxi(path, pixel_size=None):
@@ -34,7 +81,13 @@ def read_cxi(path, pixel_size=None):
     x and y columns) divided by ``pixel_size``, which is computed from the
     beam energy, detector distance and detector pixel size when not given.
     The file stays open for as long as the RawData uses its patterns.
+
+    ``pixel_size`` must be a positive finite real number. Energy, distance
+    and pixel size may be stored as scalars or 1-element arrays. A probe of
+    several modes is reduced to its strongest mode, with a ``UserWarning``.
     """
+    if pixel_size is not None:
+        pixel_size = _positive_real("pixel_size", pixel_size)
     try:
         import h5py
     except ImportError:
@@ -52,8 +105,7 @@ def read_cxi(path, pixel_size=None):
             raise ValueError(f"{TRANSLATION} must have shape (M, 2 or 3), got {translation.shape}")
         scale = pixel_size if pixel_size is not None else object_pixel_size(f, patterns.shape[-1])
         x, y = translation[:, 0] / scale, translation[:, 1] / scale
-        probe = np.asarray(f[PROBE][()]) if PROBE in f else None
-        raw = RawData.from_coords_without_pc(x - x.min(), y - y.min(), patterns, probe,
+        raw = RawData.from_coords_without_pc(x - x.min(), y - y.min(), patterns, _probe(f),
                                              np.zeros(len(x), np.int64))
     except BaseException:
         f.close()

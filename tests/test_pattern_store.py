@@ -1,7 +1,9 @@
 """Pattern stores larger than memory: memory maps and other array-likes, read lazily."""
+import warnings
+
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from ptycho import pattern_store
 from ptycho.raw_data import RawData
@@ -163,6 +165,100 @@ def test_cxi_file_loads_lazily_with_positions_in_pixels(tmp_path):
             f["entry_1/data_1/data"] = diff
             f["entry_1/sample_1/geometry_1/translation"] = np.zeros((len(xy), 3))
         RawData.from_cxi(tmp_path / "bare.cxi")
+
+
+def write_cxi(path, xy, diff, scalar_shape=(), probe=None, **geometry):
+    """A CXI file with the given geometry values stored with shape ``scalar_shape``."""
+    import h5py
+    keys = {"energy": "entry_1/instrument_1/source_1/energy",
+            "distance": "entry_1/instrument_1/detector_1/distance",
+            "det_pixel": "entry_1/instrument_1/detector_1/x_pixel_size"}
+    with h5py.File(path, "w") as f:
+        f["entry_1/data_1/data"] = diff
+        f["entry_1/sample_1/geometry_1/translation"] = np.column_stack([xy, np.zeros(len(xy))])
+        for name, value in geometry.items():
+            f[keys[name]] = np.full(scalar_shape, value)
+        if probe is not None:
+            f["entry_1/instrument_1/source_1/probe"] = probe
+
+
+@pytest.mark.parametrize("scalar_shape", [(), (1,), (1, 1)])
+def test_cxi_geometry_stored_as_one_element_arrays(tmp_path, scalar_shape):
+    pytest.importorskip("h5py")
+    xy, diff = dataset(m=50)
+    energy, distance, det_pixel = 1.6e-16, 2.0, 75e-6
+    pixel = 6.62607015e-34 * 299792458.0 / energy * distance / (N * det_pixel)
+    write_cxi(tmp_path / "s.cxi", xy * pixel, diff, scalar_shape, energy=energy,
+              distance=distance, det_pixel=det_pixel)
+    cxi = RawData.from_cxi(tmp_path / "s.cxi")
+    assert np.allclose(cxi.xcoords, xy[:, 0] - xy[:, 0].min())
+    assert np.allclose(cxi.ycoords, xy[:, 1] - xy[:, 1].min())
+
+
+def test_cxi_geometry_with_several_values_or_bad_values_is_refused(tmp_path):
+    pytest.importorskip("h5py")
+    xy, diff = dataset(m=20)
+    write_cxi(tmp_path / "two.cxi", xy, diff, (2,), energy=1e-16, distance=2.0, det_pixel=7e-5)
+    with pytest.raises(ValueError,
+                       match=r"source_1/energy must hold a single value, got shape \(2,\)"):
+        RawData.from_cxi(tmp_path / "two.cxi")
+    write_cxi(tmp_path / "zero.cxi", xy, diff, energy=1e-16, distance=0.0, det_pixel=7e-5)
+    with pytest.raises(ValueError,
+                       match="detector_1/distance must be a positive finite number, got 0.0"):
+        RawData.from_cxi(tmp_path / "zero.cxi")
+
+
+@pytest.mark.parametrize("pixel_size, error, message", [
+    (0, ValueError, "pixel_size must be a positive finite number, got 0"),
+    (-1.0, ValueError, "pixel_size must be a positive finite number, got -1.0"),
+    (float("inf"), ValueError, "pixel_size must be a positive finite number, got inf"),
+    (float("nan"), ValueError, "pixel_size must be a positive finite number, got nan"),
+    ("x", TypeError, "pixel_size must be a positive real number, got 'x' of type str"),
+    (True, TypeError, "pixel_size must be a positive real number, got True of type bool"),
+])
+def test_cxi_pixel_size_must_be_a_positive_finite_real(tmp_path, pixel_size, error, message):
+    pytest.importorskip("h5py")
+    xy, diff = dataset(m=20)
+    write_cxi(tmp_path / "s.cxi", xy, diff)
+    with pytest.raises(error, match=message):
+        RawData.from_cxi(tmp_path / "s.cxi", pixel_size=pixel_size)
+
+
+@settings(max_examples=20, deadline=None)
+@given(pixel=st.one_of(st.floats(1e-9, 1e-3), st.floats(1e-9, 1e-3).map(np.float32)))
+def test_cxi_explicit_pixel_size_divides_the_positions(tmp_path_factory, pixel):
+    pytest.importorskip("h5py")
+    path = tmp_path_factory.getbasetemp() / "pixel.cxi"
+    xy, diff = dataset(m=20)
+    write_cxi(path, xy * 1e-6, diff)
+    cxi = RawData.from_cxi(path, pixel_size=pixel)
+    try:
+        expected = xy * 1e-6 / float(pixel)
+        assert np.allclose(cxi.xcoords, expected[:, 0] - expected[:, 0].min())
+        assert np.allclose(cxi.ycoords, expected[:, 1] - expected[:, 1].min())
+    finally:
+        cxi._source_file.close()
+
+
+def test_cxi_multi_mode_probe_keeps_the_strongest_mode_with_a_warning(tmp_path):
+    pytest.importorskip("h5py")
+    xy, diff = dataset(m=30)
+    rng = np.random.default_rng(1)
+    modes = (rng.random((3, N, N)) + 1j * rng.random((3, N, N))).astype(np.complex64)
+    modes[1] *= 5  # the dominant mode is not necessarily stored first
+    write_cxi(tmp_path / "modes.cxi", xy, diff, probe=modes)
+    with pytest.warns(UserWarning, match=r"holds 3 probe modes .* keeping mode 1, the strongest"):
+        cxi = RawData.from_cxi(tmp_path / "modes.cxi", pixel_size=1.0)
+    assert np.array_equal(cxi.probeGuess, modes[1])
+    plain = raw(xy - xy.min(axis=0), diff).generate_grouped_data(N, K=6, nsamples=10, gridsize=2,
+                                                                  seed=0)
+    got = cxi.generate_grouped_data(N, K=6, nsamples=10, gridsize=2, seed=0)
+    assert np.array_equal(got["diffraction"], plain["diffraction"])
+    write_cxi(tmp_path / "one.cxi", xy, diff, probe=modes[:1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a single mode loses nothing: no warning
+        one = RawData.from_cxi(tmp_path / "one.cxi", pixel_size=1.0)
+    assert np.array_equal(one.probeGuess, modes[0])
 
 
 @pytest.mark.parametrize("mode", ["r", "c"])
