@@ -7,6 +7,12 @@ heap, anonymous maps and thread stacks, i.e. everything the process
 allocates, but not the read-only file mapping of the store. The output
 (about the store's size) is streamed in chunks small enough for the limit.
 
+The store must be at least twice the limit (:func:`check_sizes`), or the
+run would show nothing. The output is checked: ``nn_indices`` against
+``RawData.group_indices`` on the same store and arguments, sampled
+``diffraction`` rows against the store's frames, and the same ``X_full``
+rows against those times the normalisation of all groups.
+
 The same command without ``--mmap`` (which loads the patterns) runs under the
 same limit as a control: it must fail, which shows the limit is real.
 Peak RSS (``VmHWM``) is reported too; it includes the clean pages of the
@@ -15,6 +21,7 @@ store mapping that the kernel keeps resident and may drop at any time.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -23,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ptycho.grouped_writer import NpzSink
+from ptycho.grouped_writer import NpzSink, streamed_scale
+from ptycho.raw_data import RawData
 from ptycho_grouping.npz_io import load_npz
 
 from .demo import scan_positions
@@ -31,6 +39,8 @@ from .demo import scan_positions
 # Memory an interpreter with NumPy, SciPy and the project imported starts
 # with (VmData about 190 MiB measured); the limit must leave room above it.
 BASELINE_MIB = 224
+#: The store must be at least this many times the limit for the run to mean anything.
+MIN_STORE_OVER_LIMIT = 2
 
 _CHILD = """
 import json, resource, sys
@@ -73,23 +83,55 @@ def write_store(path: Path, frames: int, N: int, rng=0) -> None:
 
 
 def _run_limited(limit_mib: int, argv, cwd: Path) -> dict:
+    """Run ``ptycho-group argv`` in a child limited to ``limit_mib``: its status, memory and times.
+
+    ``process_s`` is the child's whole wall time (interpreter start-up
+    included); ``group_s`` the time the ``group`` command itself reports for
+    grouping, gathering and writing (None when it printed none).
+    """
+    start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", _CHILD, str(limit_mib << 20), *argv],
                           cwd=cwd, capture_output=True, text=True)
+    process_s = time.perf_counter() - start
     try:
         result = json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
         result = dict(rc=proc.returncode)
+    reported = re.search(r"^time\s+([0-9.]+) ms", proc.stdout, re.MULTILINE)
+    result["group_s"] = float(reported.group(1)) / 1e3 if reported else None
+    result["process_s"] = process_s
     result["stderr"] = proc.stderr.strip().splitlines()[-1:] if proc.stderr.strip() else []
     return result
 
 
-def run_out_of_core(store_mib: int = 2048, limit_mib: int = 384, N: int = 64,
-                    gridsize: int = 2, neighbors: int = 7, workdir=None, say=None) -> dict:
-    """Write a store, group it under a memory limit, check the output; a JSON-ready dict."""
-    say = say or (lambda msg: None)
+def check_sizes(store_mib, limit_mib, allow_small: bool = False,
+                names=("store_mib", "limit_mib")) -> None:
+    """Refuse a limit the interpreter cannot start in, or a store too small to show anything.
+
+    ``allow_small`` lifts the store-size rule, for quick tests of the
+    machinery only: a store that fits in the limit proves nothing. ``names``
+    are how errors call the two sizes (the CLI passes its option names).
+    """
+    store_name, limit_name = names
     if limit_mib <= BASELINE_MIB:
-        raise ValueError(f"limit_mib must exceed the {BASELINE_MIB} MiB an interpreter "
+        raise ValueError(f"{limit_name} must exceed the {BASELINE_MIB} MiB an interpreter "
                          f"starts with, got {limit_mib}")
+    if not allow_small and store_mib < MIN_STORE_OVER_LIMIT * limit_mib:
+        raise ValueError(f"{store_name} must be at least {MIN_STORE_OVER_LIMIT}x {limit_name} for "
+                         f"an out-of-core run, got {store_name}={store_mib} and "
+                         f"{limit_name}={limit_mib}")
+
+
+def run_out_of_core(store_mib: int = 2048, limit_mib: int = 384, N: int = 64,
+                    gridsize: int = 2, neighbors: int = 7, workdir=None, say=None,
+                    allow_small: bool = False) -> dict:
+    """Write a store, group it under a memory limit, check the output; a JSON-ready dict.
+
+    Raises ValueError unless ``store_mib >= 2 * limit_mib`` (see
+    :func:`check_sizes`; ``allow_small=True`` is for tests of the machinery).
+    """
+    say = say or (lambda msg: None)
+    check_sizes(store_mib, limit_mib, allow_small)
     c = gridsize * gridsize
     frame_bytes = N * N * 4
     frames = max(16, (store_mib << 20) // frame_bytes)
@@ -97,6 +139,7 @@ def run_out_of_core(store_mib: int = 2048, limit_mib: int = 384, N: int = 64,
     # A chunk's arrays (diffraction, X_full, the gather buffer, their energies)
     # must fit several times over in what the limit leaves above the baseline.
     chunk_groups = max(1, ((limit_mib - BASELINE_MIB) << 20) // (8 * c * frame_bytes))
+    grouping = dict(K=neighbors, nsamples=groups, seed=0, gridsize=gridsize)
     with tempfile.TemporaryDirectory(prefix="ptycho-ooc-", dir=workdir) as tmp:
         tmp = Path(tmp)
         store = tmp / "store.npz"
@@ -107,44 +150,66 @@ def run_out_of_core(store_mib: int = 2048, limit_mib: int = 384, N: int = 64,
                 "--groups", str(groups), "--neighbors", str(neighbors), "--seed", "0",
                 "--chunk-groups", str(chunk_groups), "-q"]
         say(f"out-of-core: grouping it with --mmap under a {limit_mib} MiB data limit")
-        start = time.perf_counter()
         run = _run_limited(limit_mib, argv + ["--mmap"], tmp)
-        elapsed = time.perf_counter() - start
         output_mib = (tmp / "out.npz").stat().st_size / 2**20 if run["rc"] == 0 else 0.0
-        checked = run["rc"] == 0 and _output_matches(store, tmp / "out.npz", N)
+        checks = {}
+        if run["rc"] == 0:
+            say("out-of-core: checking the output against the store")
+            checks = _check_output(store, tmp / "out.npz", N, chunk_groups, grouping)
         say("out-of-core: control run without --mmap under the same limit")
         control = _run_limited(limit_mib, argv + ["-o", str(tmp / "control.npz")], tmp)
     return dict(store_mib=frames * frame_bytes / 2**20, limit_mib=limit_mib, frames=frames,
                 N=N, gridsize=gridsize, groups=groups, chunk_groups=chunk_groups,
-                ok=run["rc"] == 0, error=run["stderr"], time_s=elapsed, output_mib=output_mib,
-                output_checked=bool(checked), peak_rss_mib=run.get("VmHWM", 0) / 1024,
+                ok=run["rc"] == 0, error=run["stderr"], group_time_s=run["group_s"],
+                process_time_s=run["process_s"], output_mib=output_mib,
+                output_checks=checks, output_checked=bool(checks) and all(checks.values()),
+                peak_rss_mib=run.get("VmHWM", 0) / 1024,
                 end_rss_anon_mib=run.get("RssAnon", 0) / 1024,
                 end_rss_file_mib=run.get("RssFile", 0) / 1024,
                 control_failed=control["rc"] != 0,
                 control_error=control["stderr"] or [str(control["rc"])])
 
 
-def _output_matches(store: Path, out: Path, N: int, samples: int = 64) -> bool:
-    """Spot-check the written groups against the store's own frames."""
-    # np.load ignores mmap_mode for NPZ members; this maps them.
-    patterns = load_npz(store, mmap_keys=("diff3d",))["diff3d"]
-    grouped = load_npz(out, mmap_keys=("diffraction",))
-    nn, diffraction = grouped["nn_indices"], grouped["diffraction"]
+def _check_output(store: Path, out: Path, N: int, chunk_groups: int, grouping: dict,
+                  samples: int = 64) -> dict:
+    """Check the written groups against the store: ``{check name: passed}``.
+
+    ``nn_indices`` must be what ``group_indices`` gives on the same store and
+    arguments (coordinates only, cheap); sampled ``diffraction`` rows must be
+    the store's frames; the same ``X_full`` rows must be those times the
+    normalisation of *all* groups, recomputed here from the store in chunks.
+    """
+    source = RawData.from_file(store, mmap=True)
+    expected_nn = source.group_indices(N, dataset_path=str(store), **grouping)
+    grouped = load_npz(out, mmap_keys=("diffraction", "X_full"))
+    nn, diffraction, x_full = grouped["nn_indices"], grouped["diffraction"], grouped["X_full"]
+    checks = {"nn_indices": np.array_equal(nn, expected_nn)}
     rows = np.linspace(0, len(nn) - 1, min(samples, len(nn))).astype(int)
-    return all(np.array_equal(np.moveaxis(diffraction[r], 2, 0), patterns[nn[r]]) for r in rows)
+    checks["diffraction"] = all(np.array_equal(np.moveaxis(diffraction[r], 2, 0),
+                                               source.diff3d[nn[r]]) for r in rows)
+    if checks["nn_indices"]:
+        scale = np.asarray(streamed_scale(source, expected_nn, N, chunk_groups),
+                           dtype=diffraction.dtype)
+        checks["X_full"] = all(np.array_equal(x_full[r], diffraction[r] * scale) for r in rows)
+    else:
+        checks["X_full"] = False  # the scale of other groups would not tell anything
+    return {key: bool(value) for key, value in checks.items()}
 
 
 def format_out_of_core(r: dict) -> str:
     head = (f"out of core: {r['store_mib']:.0f} MiB store ({r['frames']} patterns "
             f"{r['N']}x{r['N']}), {r['groups']} groups of {r['gridsize'] ** 2}, data limit "
-            f"{r['limit_mib']} MiB ({r['store_mib'] / r['limit_mib']:.1f}x smaller than the store)")
+            f"{r['limit_mib']} MiB (the store is {r['store_mib'] / r['limit_mib']:.1f}x the limit)")
     if not r["ok"]:
         return f"{head}\n  FAILED: {' '.join(r['error'])}"
+    group_time = ("? s" if r["group_time_s"] is None else f"{r['group_time_s']:.1f} s")
+    failed = ", ".join(key for key, passed in r["output_checks"].items() if not passed)
     return "\n".join([
         head,
-        f"  --mmap: {r['time_s']:.1f} s, wrote {r['output_mib']:.0f} MiB "
-        f"({r['chunk_groups']} groups per chunk), output "
-        f"{'matches the store' if r['output_checked'] else 'DOES NOT match the store'}",
+        f"  --mmap: grouping {group_time} (process {r['process_time_s']:.1f} s with start-up), "
+        f"wrote {r['output_mib']:.0f} MiB ({r['chunk_groups']} groups per chunk)",
+        "  output " + ("matches the store (nn_indices, diffraction, X_full scale)"
+                       if r["output_checked"] else f"DOES NOT match the store: {failed}"),
         f"  peak RSS {r['peak_rss_mib']:.0f} MiB = {r['peak_rss_mib'] / r['store_mib']:.2f}x "
         f"the store (at exit: {r['end_rss_anon_mib']:.0f} MiB allocated, "
         f"{r['end_rss_file_mib']:.0f} MiB mapped file pages)",

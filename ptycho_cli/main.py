@@ -14,6 +14,9 @@ from pathlib import Path
 
 PROG = "ptycho-group"
 DEMO_POINTS = 10_000
+# ptycho.grouped_writer.DEFAULT_CHUNK_MIB, for --help; importing it would load
+# NumPy and SciPy (~0.4 s) on every command. A test keeps the two equal.
+DEFAULT_CHUNK_MIB = 256
 DESCRIPTION = ("Group ptychography scan positions for training (sample-then-group), "
                "make demo data, list, benchmark and draw strategies.")
 
@@ -65,6 +68,8 @@ def _load(input_path, args):
     from ptycho.raw_data import RawData
 
     if input_path is None:
+        if getattr(args, "mmap", False):
+            raise UsageError("--mmap applies to an INPUT file, not to the built-in demo")
         from .demo import make_demo
         if args.points is None:
             args.points = DEMO_POINTS
@@ -97,6 +102,18 @@ def _progress(args, what: str):
     return lambda done, total: log.info("%s %d/%d groups", what, done, total)
 
 
+#: File name endings each --out-format is expected to have.
+_FORMAT_SUFFIXES = {"npz": (".npz",), "hdf5": (".h5", ".hdf5")}
+
+
+def _check_suffix(out_path: Path, out_format: str) -> None:
+    """Warn (no error: the name is the user's choice) when the name suggests another format."""
+    expected = _FORMAT_SUFFIXES[out_format]
+    if out_path.suffix.lower() not in expected:
+        log.warning("--out-format %s writes %s, but %s does not end in %s", out_format,
+                    out_format.upper(), out_path, " or ".join(expected))
+
+
 def _peak_rss_mib() -> float:
     # ru_maxrss is in KiB on Linux: the process's peak resident memory so far.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -110,6 +127,7 @@ def _cmd_group(args) -> int:
     if args.pool_size is not None and not args.oversample:
         raise UsageError("--pool-size only applies with --oversample")
     out_path = _output_path(args.output, args.input)
+    _check_suffix(out_path, args.out_format)
     raw, dataset_path = _load(args.input, args)
     n_pix = raw.diff3d.shape[1]
     start = time.perf_counter()
@@ -157,6 +175,12 @@ def _cmd_bench(args) -> int:
     from .bench import format_report, run_bench, write_json
 
     json_path = _output_path(args.json) if args.json else None  # fail before the long run
+    if args.out_of_core:
+        from .bench_out_of_core import check_sizes
+        try:
+            check_sizes(args.store_mib, args.limit_mib, names=("--store-mib", "--limit-mib"))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     sizes = args.sizes or ([10_000, 100_000] + ([1_000_000] if args.large else []))
     report = run_bench(sizes, repeat=args.repeat, groups=args.groups, neighbors=args.neighbors,
                        e2e_N=args.e2e_N, legacy_limit=args.legacy_limit,
@@ -236,8 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="where to write")
     p.add_argument("--out-format", choices=["npz", "hdf5"], default="npz",
                    help="npz (default) or hdf5 (needs h5py); both written chunk by chunk")
-    p.add_argument("--chunk-groups", type=_positive_int, default=4096,
-                   help="groups held in memory at a time while writing (default 4096)")
+    p.add_argument("--chunk-groups", type=_positive_int, default=None,
+                   help="groups held in memory at a time while writing (default: as many as "
+                        f"hold {DEFAULT_CHUNK_MIB} MiB of diffraction patterns, whatever their "
+                        "size; the chunk's X_full and Y make peak memory a few times that)")
     p.add_argument("--mmap", action="store_true",
                    help="memory-map the patterns of an uncompressed INPUT.npz instead of loading them")
     _add_grouping_options(p)
@@ -274,7 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(the child process limits itself with setrlimit; writes about twice "
                         "--store-mib to a temporary directory)")
     p.add_argument("--store-mib", type=_positive_int, default=2048,
-                   help="size of that pattern store in MiB (default 2048)")
+                   help="size of that pattern store in MiB, at least twice --limit-mib "
+                        "(default 2048)")
     p.add_argument("--limit-mib", type=_int_at_least(256, "at least 256"), default=384,
                    help="memory (RLIMIT_DATA) the grouping process may allocate (default 384)")
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON")

@@ -259,13 +259,63 @@ sys.exit(main(["group", {str(demo / "demo.npz")!r}, "-o", "out.npz", "--chunk-gr
 def test_out_of_core_bench_groups_under_a_memory_limit(tmp_path):
     from ptycho_cli.bench_out_of_core import format_out_of_core, run_out_of_core
 
-    report = run_out_of_core(store_mib=8, limit_mib=320, N=16, workdir=tmp_path)
+    # A store this small proves nothing (allow_small): this tests the machinery, fast.
+    report = run_out_of_core(store_mib=8, limit_mib=320, N=16, workdir=tmp_path, allow_small=True)
     assert report["ok"] and report["output_checked"], report
+    assert report["output_checks"] == {"nn_indices": True, "diffraction": True, "X_full": True}
     assert report["frames"] == (8 << 20) // (16 * 16 * 4)
     assert report["groups"] == report["frames"] // 8
     assert report["output_mib"] > 0 and report["peak_rss_mib"] > 0
-    assert "output matches the store" in format_out_of_core(report)
+    # The grouping time is the child's own, without interpreter start-up.
+    assert 0 < report["group_time_s"] < report["process_time_s"]
+    text = format_out_of_core(report)
+    assert "output matches the store (nn_indices, diffraction, X_full scale)" in text
+    assert f"grouping {report['group_time_s']:.1f} s" in text
     assert list(tmp_path.iterdir()) == []  # the store and outputs are temporary
+
+
+@pytest.mark.parametrize("break_key", ["nn_indices", "X_full", "diffraction"])
+def test_out_of_core_output_check_catches_a_wrong_array(tmp_path, break_key):
+    from ptycho_cli import bench_out_of_core as ooc
+    from ptycho_grouping.npz_io import atomic_savez
+
+    store, out = tmp_path / "store.npz", tmp_path / "out.npz"
+    ooc.write_store(store, 200, 8)
+    grouping = dict(K=6, nsamples=30, seed=0, gridsize=2)
+    raw = RawData.from_file(store)
+    grouped = {k: v for k, v in raw.generate_grouped_data(8, **grouping).items() if v is not None}
+    atomic_savez(out, grouped)
+    assert ooc._check_output(store, out, 8, 7, grouping) == {
+        "nn_indices": True, "diffraction": True, "X_full": True}
+    if break_key == "nn_indices":  # another draw: its rows match the store, the groups do not
+        other = raw.generate_grouped_data(8, **dict(grouping, seed=1))
+        grouped.update(nn_indices=other["nn_indices"], diffraction=other["diffraction"])
+    elif break_key == "X_full":  # each row normalised alone, not with the scale of all groups
+        nn = grouped["nn_indices"]
+        grouped["X_full"] = np.concatenate([raw._grouped(nn[i:i + 1], 8)["X_full"]
+                                            for i in range(len(nn))])
+    else:
+        grouped["diffraction"] = grouped["diffraction"][::-1]
+    atomic_savez(out, grouped)
+    checks = ooc._check_output(store, out, 8, 7, grouping)
+    assert not checks[break_key] and not all(checks.values())
+
+
+@pytest.mark.parametrize("store, limit", [(512, 384), (767, 384), (100, 257)])
+def test_out_of_core_refuses_a_store_smaller_than_twice_the_limit(tmp_path, store, limit):
+    from ptycho_cli.bench_out_of_core import check_sizes, run_out_of_core
+
+    with pytest.raises(ValueError, match=f"store_mib={store} and limit_mib={limit}"):
+        run_out_of_core(store_mib=store, limit_mib=limit, workdir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    check_sizes(2 * limit, limit)  # the rule's edge is allowed
+    # The CLI refuses before the (long) main benchmark runs.
+    proc = cli("bench", "--sizes", 1500, "--out-of-core", "--store-mib", store, "--limit-mib",
+               limit, cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == (f"ptycho-group: error: --store-mib must be at least 2x "
+                                   f"--limit-mib for an out-of-core run, got --store-mib={store} "
+                                   f"and --limit-mib={limit}")
 
 
 def test_the_memory_limit_binds(tmp_path):
@@ -275,3 +325,60 @@ def test_the_memory_limit_binds(tmp_path):
     result = _run_limited(300, ["demo-data", "-o", "big.npz", "--points", "400000"], tmp_path)
     assert result["rc"] != 0
     assert not (tmp_path / "big.npz").exists()
+
+
+def test_mmap_applies_to_an_input_file_only(tmp_path):
+    proc = cli("group", "-o", "x.npz", "--mmap", "--points", 100, cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("ptycho-group: error: --mmap applies to an INPUT file, "
+                                   "not to the built-in demo")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt, name, warned", [
+    ("hdf5", "y.npz", True), ("npz", "y.h5", True), ("npz", "y", True),
+    ("hdf5", "y.h5", False), ("hdf5", "y.HDF5", False), ("npz", "y.npz", False),
+])
+def test_output_name_that_does_not_match_the_format_warns(demo, fmt, name, warned):
+    if fmt == "hdf5":
+        pytest.importorskip("h5py")
+    proc = cli("group", "demo.npz", "-o", name, "--out-format", fmt, "--groups", 10, cwd=demo)
+    lines = [line for line in proc.stderr.splitlines() if "does not end in" in line]
+    expected = ".npz" if fmt == "npz" else ".h5 or .hdf5"
+    assert lines == ([f"WARNING ptycho_cli: --out-format {fmt} writes {fmt.upper()}, but {name} "
+                      f"does not end in {expected}"] if warned else [])
+    assert (demo / name).is_file()  # a warning, not an error: the file is written
+    (demo / name).unlink()
+
+
+def test_group_help_states_the_library_chunk_budget(tmp_path):
+    import importlib
+
+    from ptycho import grouped_writer
+    main = importlib.import_module("ptycho_cli.main")  # the package's `main` is the function
+
+    assert main.DEFAULT_CHUNK_MIB == grouped_writer.DEFAULT_CHUNK_MIB
+    out = " ".join(cli("group", "--help", cwd=tmp_path).stdout.split())
+    assert f"as many as hold {grouped_writer.DEFAULT_CHUNK_MIB} MiB of diffraction" in out
+
+
+def test_group_default_chunks_by_bytes(demo):
+    # Without --chunk-groups the CLI leaves the choice to write_grouped's byte budget.
+    code = f"""
+import sys
+from ptycho import grouped_writer
+real = grouped_writer.write_grouped
+def spy(*args, **kwargs):
+    print("chunk_groups", kwargs["chunk_groups"], file=sys.stderr)
+    return real(*args, **kwargs)
+grouped_writer.write_grouped = spy
+from ptycho_cli import main
+sys.exit(main(["group", {str(demo / "demo.npz")!r}, "-o", "bytes.npz", "--groups", "20"]
+              + sys.argv[1:]))
+"""
+    for extra, expected in (([], "None"), (["--chunk-groups", "7"], "7")):
+        proc = subprocess.run([sys.executable, "-c", code, *extra], cwd=demo, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert f"chunk_groups {expected}" in proc.stderr.splitlines()
+    (demo / "bytes.npz").unlink()
