@@ -138,6 +138,10 @@ class OversamplingPlan:
         self.n_points = index.n_points
         self.per_seed = math.comb(pool, c - 1)
         self._pool_idx = self._degree = self._table = self._cand = None
+        # Whether member choices come from the table of all of them; set by
+        # first_draw. Each seed's scan of unused choices resumes where it stopped.
+        self._tabulate = self.per_seed <= _MAX_COMBINATION_TABLE
+        self._scans = {}
 
     @property
     def pool_idx(self) -> np.ndarray:
@@ -164,31 +168,42 @@ class OversamplingPlan:
 
     def first_draw(self, counts: np.ndarray) -> np.ndarray:
         """Per seed ``counts[s]`` distinct member choices (sequential: the first ones)."""
+        # A seed that needs more than half of its choices would make random
+        # subsets collide endlessly; the table is then smaller than the output.
+        self._tabulate = self._tabulate or 2 * int(counts.max()) > self.per_seed
         if self.sequential:
             prefix = _combinations(self.pool, self.c - 1, limit=int(counts.max()))
             starts = np.cumsum(counts) - counts
             return prefix[np.arange(counts.sum()) - np.repeat(starts, counts)]
-        if self.per_seed <= _MAX_COMBINATION_TABLE:
+        if self._tabulate:
             return self.table()[_distinct_choices(self.rng, counts, self.per_seed)]
         return _distinct_random_subsets(self.rng, counts, self.pool, self.c - 1)
 
-    def _choices(self):
-        """Member choices to try for one group, lazily, each choice at most
-        once per scan: a few uniform draws, then every choice in random (or,
-        when sequential or too many to tabulate, lexicographic) order."""
+    def _choices(self, seed: int):
+        """Member choices to try for a group of ``seed``, lazily: a few uniform
+        draws (unless sequential), then the seed's own scan of every choice, in
+        random (or, when sequential or too many to tabulate, lexicographic)
+        order. The scan resumes where the seed's last repair stopped: a choice
+        found taken stays taken, so repairs cost O(choices) per seed in all."""
         size = self.c - 1
         if not self.sequential:
-            small = self.per_seed <= _MAX_COMBINATION_TABLE
             for _ in range(_RANDOM_TRIES):
-                if small:
+                if self._tabulate:
                     yield self.table()[self.rng.integers(self.per_seed)].tolist()
                 else:
                     yield sorted(self.rng.choice(self.pool, size, replace=False).tolist())
-            if small:
-                for i in self.rng.permutation(self.per_seed):
-                    yield self.table()[i].tolist()
-                return
-        yield from itertools.combinations(range(self.pool), size)
+        scan = self._scans.get(seed)
+        if scan is None:
+            scan = self._scans[seed] = self._scan()
+        for choice in scan:  # not 'yield from': closing this must not close the scan
+            yield choice
+
+    def _scan(self):
+        if self._tabulate and not self.sequential:
+            for i in self.rng.permutation(self.per_seed):
+                yield self.table()[i].tolist()
+        else:
+            yield from itertools.combinations(range(self.pool), self.c - 1)
 
     def repair(self, seeds: np.ndarray, cols: np.ndarray) -> bool:
         """Redraw, in place, every group whose set an earlier row already has.
@@ -212,7 +227,7 @@ class OversamplingPlan:
         for g in dup.tolist():
             seed = int(seeds[g])
             pool_row = self.pool_idx[seed].tolist()
-            for choice in self._choices():
+            for choice in self._choices(seed):
                 key = tuple(sorted([seed] + [pool_row[j] for j in choice]))
                 if key not in seen:
                     seen.add(key)
@@ -427,7 +442,9 @@ class OversamplingPlan:
         if best is not None:
             facts.append(f"at most {best} groups are possible when every point must be a "
                          f"seed floor(n_groups/{m}) or ceil(n_groups/{m}) times")
-            fix = f"lower n_groups to {best} or less, or raise {pool_name}"
+            fix = f"lower n_groups to {best} or less"
         else:
-            fix = f"lower n_groups or raise {pool_name}"
+            fix = "lower n_groups"
+        if pool < m - 1:  # a larger pool helps only while there are more points to add
+            fix += f", or raise {pool_name}"
         return ValueError("; ".join([f"{head}: {why}", *facts, fix]))

@@ -95,6 +95,12 @@ class SampleThenGroup(GroupingStrategy):
         plan = OversamplingPlan(index, pool, c, rng, request.sequential)
         if n > n_points * plan.per_seed:
             raise plan.capacity_error(n, pool_name, attempted=False)
+        if 2 * n > n_points * plan.per_seed:
+            # Near the per-seed bound, sets shared between seeds may make the
+            # request impossible; count them (when cheap) before drawing.
+            distinct = plan.count_distinct()
+            if distinct is not None and n > distinct:
+                raise plan.capacity_error(n, pool_name, attempted=False)
 
         # Balanced seed use: everyone q times, r points once more.
         q, r = divmod(n, n_points)

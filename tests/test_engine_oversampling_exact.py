@@ -12,6 +12,7 @@ import math
 import re
 
 import numpy as np
+import pytest
 from hypothesis import given, strategies as st
 
 from ptycho_grouping import GroupingRequest, NeighborIndex
@@ -95,3 +96,35 @@ def test_every_satisfiable_request_succeeds_and_every_other_is_refused_truthfull
                 assert f"at most {best} groups are possible" in msg, msg
                 stated = re.search(r"offer (?:only )?(\d+) distinct groups in all", msg)
                 assert stated and int(stated.group(1)) == n_distinct, msg
+
+
+def _request(n, c, k, sequential=False):
+    return GroupingRequest(n_groups=n, group_size=c, neighbors=k, rng=0, sequential=sequential,
+                           enable_oversampling=True)
+
+
+def test_every_choice_of_every_seed_is_served_without_hanging():
+    # 18 coincident points, C=9: C(17, 8) = 24310 choices per seed (too many to
+    # tabulate by default) but only C(18, 9) = 48620 distinct sets. Drawing
+    # nearly every choice at random used to redraw collisions for minutes.
+    xy = np.zeros((18, 2))
+    groups = SampleThenGroup().group(xy, _request(48620, 9, 17))
+    assert len(np.unique(np.sort(groups, axis=1), axis=0)) == 48620
+    assert set(np.bincount(groups[:, 0], minlength=18)) <= {2701, 2702}
+    with pytest.raises(ValueError, match="these points offer only 48620 distinct groups"):
+        SampleThenGroup().group(xy, _request(437580, 9, 17))
+
+
+def test_sequential_repair_resumes_instead_of_rescanning():
+    # 40 points, pool 39, C=4: each seed needs every one of its 9139 choices;
+    # rescanning from the first one for each repeated set was quadratic.
+    xy = np.random.default_rng(1).uniform(0, 10, (40, 2))
+    groups = SampleThenGroup().group(xy, _request(91390, 4, 39, sequential=True))
+    assert len(np.unique(np.sort(groups, axis=1), axis=0)) == 91390
+    assert np.array_equal(groups, SampleThenGroup().group(xy, _request(91390, 4, 39, True)))
+
+
+def test_no_advice_to_raise_a_pool_that_already_holds_every_point():
+    with pytest.raises(ValueError) as info:
+        SampleThenGroup().group(np.zeros((18, 2)), _request(48621, 9, 17))
+    assert "raise neighbors" not in str(info.value) and "lower n_groups" in str(info.value)
