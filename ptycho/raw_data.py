@@ -342,7 +342,8 @@ class RawData:
         if (index is None or index.n_points != x.shape[0]
                 or not np.array_equal(index.coords[:, 0], x)
                 or not np.array_equal(index.coords[:, 1], y)):
-            index = self._index = NeighborIndex(np.column_stack([x, y]))
+            # column_stack makes a fresh array nobody else holds: no second copy.
+            index = self._index = NeighborIndex(np.column_stack([x, y]), copy=False)
         return index
 
     def generate_grouped_data(self, N, K=4, nsamples=1, dataset_path=None, seed=None,

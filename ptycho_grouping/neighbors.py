@@ -60,9 +60,11 @@ class NeighborIndex:
 
     def __init__(self, coords, *, copy: bool = True):
         arr = validate_coords(coords)
-        if copy and (arr is coords or arr.base is not None):
+        if copy:
+            # Always: an array-like can hand out its own buffer, which the
+            # identity checks would miss (and then be made read-only here).
             arr = arr.copy()
-        elif not copy:
+        else:
             arr = arr.view()  # read-only view; the caller's array stays writeable
         arr.flags.writeable = False
         self._coords = arr

@@ -107,31 +107,38 @@ class StrategyRegistry:
 
     def _load_entry_points(self) -> None:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if ep.attr is None and ep.module in _BUILTIN_MODULES:
-                continue  # this package's own declaration of a built-in, registered above
-            dist = getattr(ep, "dist", None)
-            source = dist.name if dist is not None else ep.value
-            name = ep.name
-            if self.pm.is_blocked(name):
-                continue
-            if self.pm.get_plugin(name) is not None:
-                # Entry-point names are chosen by each distribution on its own;
-                # a clash must not drop the later plugin's strategies.
-                name = f"{source}:{ep.name}"
-                if self.pm.get_plugin(name) is not None:
-                    self._skip(ep.name, source, f"another plugin is already registered "
-                                                f"as {ep.name!r} and as {name!r}")
-                    continue
             try:
-                plugin = ep.load()
-            except Exception as exc:
-                self._skip(name, source, f"failed to load entry point {ep.value!r}: {exc!r}")
-                continue
-            if self.pm.is_registered(plugin):
-                log.debug("entry point %r (%s) names plugin %r, already registered as %r",
-                          ep.name, source, ep.value, self.pm.get_name(plugin))
-                continue
-            self.register(plugin, name, source)
+                self._load_entry_point(ep)
+            except Exception as exc:  # a malformed entry point must not break the others
+                self._skip(getattr(ep, "name", "?"), getattr(ep, "value", "?"),
+                           f"malformed entry point: {exc!r}")
+
+    def _load_entry_point(self, ep) -> None:
+        if ep.attr is None and ep.module in _BUILTIN_MODULES:
+            return  # this package's own declaration of a built-in, registered above
+        dist = getattr(ep, "dist", None)
+        source = dist.name if dist is not None else ep.value
+        name = ep.name
+        if self.pm.is_blocked(name):
+            return
+        if self.pm.get_plugin(name) is not None:
+            # Entry-point names are chosen by each distribution on its own;
+            # a clash must not drop the later plugin's strategies.
+            name = f"{source}:{ep.name}"
+            if self.pm.get_plugin(name) is not None:
+                self._skip(ep.name, source, f"another plugin is already registered "
+                                            f"as {ep.name!r} and as {name!r}")
+                return
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            self._skip(name, source, f"failed to load entry point {ep.value!r}: {exc!r}")
+            return
+        if self.pm.is_registered(plugin):
+            log.debug("entry point %r (%s) names plugin %r, already registered as %r",
+                      ep.name, source, ep.value, self.pm.get_name(plugin))
+            return
+        self.register(plugin, name, source)
 
     def register(self, plugin, name: str, source: str = "registered at run time") -> None:
         """Register a plugin object (module or instance with the hook)."""
@@ -140,13 +147,20 @@ class StrategyRegistry:
         except Exception as exc:
             self._skip(name, source, f"could not be registered: {exc}")
             return
+        unknown = [hc.name for hc in self.pm.get_hookcallers(plugin) or () if not hc.has_spec()]
+        if unknown:  # a misspelt hook would otherwise contribute nothing, silently
+            self.pm.unregister(plugin)
+            self._skip(name, source, f"implements no known hook ({', '.join(unknown)}); "
+                                     "expected 'ptycho_grouping_strategies'")
+            return
         self._sources[name] = source
         self._strategies = None
 
     @staticmethod
     def _skip(plugin_name: str, source: str, why: str) -> None:
+        # Warned, not also logged at WARNING: on a console that showed it twice.
         msg = f"grouping plugin {plugin_name!r} ({source}) skipped: {why}"
-        log.warning(msg)
+        log.debug(msg)
         warn(msg, PluginWarning)
 
     def _collect(self) -> None:

@@ -48,3 +48,19 @@ print(json.dumps({"names": names, "loaded": loaded}))
     assert "sample_then_group" in result["names"]
     assert "legacy_group_then_sample" in result["names"]
     assert result["loaded"] == []
+
+
+def test_an_index_never_shares_or_freezes_the_callers_buffer():
+    class Holder:  # an array-like that hands out its own buffer
+        def __init__(self):
+            self.a = np.zeros((5, 2))
+
+        def __array__(self, dtype=None, copy=None):
+            return self.a
+
+    holder = Holder()
+    index = NeighborIndex(holder)
+    assert not np.shares_memory(index.coords, holder.a)
+    assert holder.a.flags.writeable and not index.coords.flags.writeable
+    holder.a[0] = 7.0
+    assert index.coords[0, 0] == 0.0

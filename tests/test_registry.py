@@ -255,3 +255,26 @@ def test_runtime_registration_of_a_plugin_object():
 def test_grouping_strategy_name_must_be_a_string():
     with pytest.raises(TypeError, match="grouping_strategy must be a string, got 3"):
         registry.get_strategy(3)
+
+
+def test_malformed_entry_point_breaks_nothing(tmp_path, monkeypatch):
+    # 'my-plugin' is not a module path: reading the entry point's parts fails.
+    install_fake_distribution(tmp_path, monkeypatch, "ptg-malformed", {}, {"hy": "my-plugin"})
+    with pytest.warns(PluginWarning, match=r"'hy' \(my-plugin\) skipped: malformed entry point"):
+        reg = StrategyRegistry()
+    assert {"sample_then_group", "legacy_group_then_sample"} <= set(reg.strategies)
+    assert type(reg.get()).__name__ == "SampleThenGroup"
+
+
+def test_misspelt_hook_is_reported_not_ignored(tmp_path, monkeypatch):
+    install_fake_distribution(tmp_path, monkeypatch, "ptg-typo", {"ptg_typo": """
+        from ptycho_grouping import hookimpl
+
+        @hookimpl
+        def ptycho_grouping_strategy():
+            return []
+    """}, {"typo": "ptg_typo"})
+    with pytest.warns(PluginWarning, match=r"'typo' \(ptg-typo\) skipped: implements no known "
+                                           r"hook \(ptycho_grouping_strategy\)"):
+        reg = StrategyRegistry()
+    assert reg.pm.get_plugin("typo") is None and "sample_then_group" in reg.strategies
