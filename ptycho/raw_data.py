@@ -18,7 +18,7 @@ import numpy as np
 from ptycho_grouping import GroupingRequest, NeighborIndex, get_strategy
 from ptycho_grouping.npz_io import atomic_savez, load_npz
 from ptycho_grouping.registry import DEFAULT_STRATEGY
-from ptycho_grouping.strategy import check_positive_int
+from ptycho_grouping.strategy import check_bool, check_positive_int, check_rng
 
 from . import params
 from .patches import extract_patches
@@ -92,19 +92,6 @@ def _numeric_2d(name: str, value) -> Optional[np.ndarray]:
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D, got shape {arr.shape}")
     return arr
-
-
-def _check_as(name: str, engine_name: str, value):
-    """Check ``value`` by the grouping engine's rule for ``engine_name``, naming ``name``.
-
-    The rules live in :class:`~ptycho_grouping.GroupingRequest`; this only
-    puts the caller's parameter name into the message.
-    """
-    try:
-        GroupingRequest(n_groups=1, **{engine_name: value})
-    except (TypeError, ValueError) as exc:
-        raise type(exc)(str(exc).replace(engine_name, name, 1)) from None
-    return value
 
 
 def _as_path(name: str, value) -> Path:
@@ -409,14 +396,13 @@ class RawData:
         the two coincide. A ``Y`` given to the constructor is gathered per
         member and is not affected.
         """
-        if not isinstance(lazy, (bool, np.bool_)):
-            raise TypeError(f"lazy must be True or False, got {lazy!r}")
+        lazy = check_bool("lazy", lazy)
         nn_indices = self.group_indices(
             N, K=K, nsamples=nsamples, dataset_path=dataset_path, seed=seed,
             sequential_sampling=sequential_sampling, gridsize=gridsize,
             enable_oversampling=enable_oversampling, neighbor_pool_size=neighbor_pool_size,
             grouping_strategy=grouping_strategy)
-        return self._grouped(nn_indices, N, lazy=bool(lazy))
+        return self._grouped(nn_indices, N, lazy=lazy)
 
     def group_indices(self, N, K=4, nsamples=1, dataset_path=None, seed=None,
                       sequential_sampling=False, gridsize=None, enable_oversampling=False,
@@ -430,9 +416,9 @@ class RawData:
         """
         nsamples = check_positive_int("nsamples", nsamples)
         K = check_positive_int("K", K)
-        seed = _check_as("seed", "rng", seed)
-        sequential_sampling = _check_as("sequential_sampling", "sequential", sequential_sampling)
-        _check_as("enable_oversampling", "enable_oversampling", enable_oversampling)
+        seed = check_rng("seed", seed)
+        sequential_sampling = check_bool("sequential_sampling", sequential_sampling)
+        enable_oversampling = check_bool("enable_oversampling", enable_oversampling)
         neighbor_pool_size = check_positive_int("neighbor_pool_size", neighbor_pool_size,
                                                 allow_none=True)
         if gridsize is None:

@@ -26,7 +26,9 @@ from .neighbors import NeighborIndex, as_neighbor_index
 __all__ = [
     "GroupingRequest",
     "GroupingStrategy",
+    "check_bool",
     "check_positive_int",
+    "check_rng",
     "validate_request",
 ]
 
@@ -49,18 +51,21 @@ def check_positive_int(name: str, value, *, allow_none: bool = False):
     return int(value)
 
 
-def _check_rng(rng):
+def check_rng(name: str, rng):
+    """Return a SPEC 7 ``rng`` argument (None, non-negative int, Generator or
+    SeedSequence), or raise naming ``name`` and the value."""
     if rng is None or isinstance(rng, (np.random.Generator, np.random.SeedSequence)):
         return rng
     if isinstance(rng, (bool, np.bool_)) or not isinstance(rng, numbers.Integral):
-        raise TypeError("rng must be None, a non-negative int or a numpy.random.Generator, "
+        raise TypeError(f"{name} must be None, a non-negative int or a numpy.random.Generator, "
                         f"got {rng!r} of type {type(rng).__name__}")
     if rng < 0:
-        raise ValueError(f"rng must be a non-negative int seed, got {rng!r}")
+        raise ValueError(f"{name} must be a non-negative int seed, got {rng!r}")
     return int(rng)
 
 
-def _check_bool(name: str, value) -> bool:
+def check_bool(name: str, value) -> bool:
+    """Return ``value`` as a bool, or raise naming ``name`` and the value."""
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return bool(value)
@@ -109,9 +114,9 @@ class GroupingRequest:
         set_("neighbors", check_positive_int("neighbors", self.neighbors))
         set_("neighbor_pool_size", check_positive_int(
             "neighbor_pool_size", self.neighbor_pool_size, allow_none=True))
-        set_("rng", _check_rng(self.rng))
-        set_("sequential", _check_bool("sequential", self.sequential))
-        set_("enable_oversampling", _check_bool("enable_oversampling", self.enable_oversampling))
+        set_("rng", check_rng("rng", self.rng))
+        set_("sequential", check_bool("sequential", self.sequential))
+        set_("enable_oversampling", check_bool("enable_oversampling", self.enable_oversampling))
         if self.dataset_path is not None and not isinstance(self.dataset_path, (str, os.PathLike)):
             raise TypeError(f"dataset_path must be a path or None, got {self.dataset_path!r}")
 
