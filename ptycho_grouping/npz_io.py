@@ -1,65 +1,18 @@
 """Atomic NPZ writing and safe NPZ reading, shared by every file this project writes."""
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import stat
 import struct
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic_write import atomic_write, set_new_file_mode
+
 __all__ = ["atomic_savez", "load_npz", "set_new_file_mode"]
 
 log = logging.getLogger(__name__)
-
-
-def _current_umask() -> int:
-    """The process umask, read without changing it where the OS allows.
-
-    ``os.umask`` can only be read by setting it, which for a moment changes
-    the mode of files other threads create; Linux reports it in
-    ``/proc/self/status`` instead, so that is tried first.
-    """
-    with contextlib.suppress(OSError, ValueError):
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def set_new_file_mode(tmp, target) -> int:
-    """Give the temporary file ``tmp`` the mode ``target`` should end up with.
-
-    ``tempfile.mkstemp`` creates files readable by their owner only, and
-    ``os.replace`` keeps that mode; call this before renaming ``tmp`` onto
-    ``target``. The mode is the existing ``target``'s when a file is being
-    replaced, else what ``open()`` would give a new file: ``0o666 & ~umask``.
-
-    Parameters
-    ----------
-    tmp : str or os.PathLike
-        The temporary file, about to be renamed.
-    target : str or os.PathLike
-        The final name.
-
-    Returns
-    -------
-    int
-        The mode that was set.
-    """
-    try:
-        mode = stat.S_IMODE(os.stat(target).st_mode)
-    except FileNotFoundError:
-        mode = 0o666 & ~_current_umask()
-    os.chmod(tmp, mode)
-    return mode
 
 
 def atomic_savez(path, arrays: dict, *, compressed: bool = False) -> Path:
@@ -76,18 +29,8 @@ def atomic_savez(path, arrays: dict, *, compressed: bool = False) -> Path:
     for key, value in arrays.items():
         if np.asarray(value).dtype == object:
             raise TypeError(f"array {key!r} has dtype object and cannot be saved without pickle")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            (np.savez_compressed if compressed else np.savez)(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        set_new_file_mode(tmp, path)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as tmp, open(tmp, "wb") as fh:
+        (np.savez_compressed if compressed else np.savez)(fh, **arrays)
     return path
 
 
