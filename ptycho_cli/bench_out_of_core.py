@@ -214,6 +214,6 @@ def format_out_of_core(r: dict) -> str:
         f"the store (at exit: {r['end_rss_anon_mib']:.0f} MiB allocated, "
         f"{r['end_rss_file_mib']:.0f} MiB mapped file pages)",
         "  control without --mmap under the same limit: "
-        + ("failed, as it must (" + " ".join(r["control_error"])[:80] + ")"
+        + ("failed, as it must (" + " ".join(r["control_error"]) + ")"
            if r["control_failed"] else "SUCCEEDED: the limit did not bind"),
     ])

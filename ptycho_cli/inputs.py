@@ -1,4 +1,4 @@
-"""Opening the dataset a command works on: a user's NPZ (memory-mapped when it can be) or the demo."""
+"""The dataset a command works on: a user's NPZ (memory-mapped when it can be) or the demo."""
 from __future__ import annotations
 
 import zipfile

@@ -48,11 +48,27 @@ def progress_wanted(progress: Optional[bool], quiet: bool, stream=None) -> bool:
     return bool(isatty and isatty())
 
 
+#: Screen size when the terminal does not report one (a fresh pseudo-terminal says 0 x 0).
+FALLBACK_SIZE = {"ncols": 80, "nrows": 24}
+
+
+def _stderr_columns() -> int:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError, AttributeError):  # not a terminal, or no file descriptor
+        return 0
+
+
 def bar(enabled: bool, *, total: Optional[int] = None, desc: str = "", unit: str = "it",
         **kwargs) -> tqdm:
-    """A tqdm bar on stderr, or an inert one (same methods, draws nothing) when not enabled."""
+    """A tqdm bar on stderr, or an inert one (same methods, draws nothing) when not enabled.
+
+    It follows the terminal's width as it changes; where the width is unknown
+    it takes :data:`FALLBACK_SIZE` (tqdm would draw nothing on a 0 x 0 screen).
+    """
+    width = dict(dynamic_ncols=True) if _stderr_columns() > 0 else FALLBACK_SIZE
     return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr,
-                dynamic_ncols=True, **kwargs)
+                **width, **kwargs)
 
 
 @contextlib.contextmanager

@@ -349,7 +349,8 @@ def test_mmap_is_accepted_and_changes_nothing(demo):
         assert "32x32 float32 patterns, memory-mapped)" in out.stdout
     with np.load(demo / "m1.npz") as a, np.load(demo / "m2.npz") as b:
         assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files)
-    assert "no effect, kept for old scripts" in " ".join(cli("group", "--help", cwd=demo).stdout.split())
+    help_text = " ".join(cli("group", "--help", cwd=demo).stdout.split())
+    assert "no effect, kept for old scripts" in help_text
     (demo / "m1.npz").unlink()
     (demo / "m2.npz").unlink()
 

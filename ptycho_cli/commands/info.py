@@ -60,7 +60,7 @@ def run(args) -> int:
     members = stored_members(path)
     raw, mapped = open_dataset(path)
     x, y = np.asarray(raw.xcoords), np.asarray(raw.ycoords)
-    n, n_pix = len(raw), raw.diff3d.shape[1]
+    n = len(raw)
     stem = path.with_suffix("").name
     groups = min(DEFAULT_GROUPS, n)
     rows = [
