@@ -24,7 +24,7 @@ _REWRITES = [
     (r"\bneighbors=(\d+)", r"--neighbors \1"),
     (r"\braise neighbors\b", "raise --neighbors"),
     (r"\bgroup_size \(C=(\d+)\)", r"gridsize**2 (C=\1)"),
-    (r"\bgroup_size=(\d+)", r"gridsize**2=\1"),
+    (r"\bgroup_size=(\d+)", r"C=\1 (gridsize**2)"),
     (r"\bgrouping_strategy\b", "--strategy"),
 ]
 _COMPILED = [(re.compile(pattern), replacement) for pattern, replacement in _REWRITES]

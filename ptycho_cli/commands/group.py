@@ -68,7 +68,7 @@ def run(args) -> int:
         for text in plan.notes:
             note(args, text)
         start = time.perf_counter()
-        with bar(show, desc=f"grouping and writing {out_path}", unit="group") as written:
+        with bar(show, desc=f"grouping and writing {out_path}", unit=" groups") as written:
             def advance(done, total):
                 written.total = total
                 written.update(done - written.n)
