@@ -1,10 +1,9 @@
-"""ptycho-group group/plot/info/bench as a new user meets them: defaults, messages, checks, summary."""
+"""group, plot, info and bench as a new user meets them: defaults, messages, checks, summary."""
 import os
 import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest

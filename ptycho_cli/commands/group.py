@@ -9,8 +9,13 @@ import numpy as np
 
 from ptycho.grouped_writer import DEFAULT_CHUNK_MIB, FORMATS, write_grouped
 
-from ..grouping import (add_grouping_options, check_grouping_flags, naming, plan_grouping,
-                        zero_spread_groups)
+from ..grouping import (
+    add_grouping_options,
+    check_grouping_flags,
+    naming,
+    plan_grouping,
+    zero_spread_groups,
+)
 from ..inputs import open_input
 from ..options import check_output_path, positive_int
 from ..output import note, summary, warning
@@ -73,7 +78,8 @@ def run(args) -> int:
                 written.total = total
                 written.update(done - written.n)
             # progress: write_grouped's progress= becomes a flag in another branch (then pass
-            # progress=show); in this tree it takes a (done, total) callback.
+            # progress=show); in this tree it takes a (done, total) callback. The legacy
+            # strategy's enumeration gets its own progress= there too: forward `show` to it.
             nn = write_grouped(raw, out_path, n_pix, out_format=args.out_format,
                                chunk_groups=args.chunk_groups, progress=advance,
                                **plan.library_kwargs(args, args.input))
