@@ -162,3 +162,18 @@ def test_help_on_demo_data_describes_pattern_and_seed(tmp_path):
     assert "Simulate a ptychography scan" in out
     assert "Fermat spiral" in out and "(default: raster)" in out
     assert "random seed of the jitter, the positions and the object (default: 0)" in out
+
+
+def test_demo_data_and_cache_scan_show_progress_on_a_terminal(demo):
+    rc, stdout, terminal = run_with_terminal_stderr(
+        ["demo-data", "-o", "bar.npz", "--points", 300], demo, _env())
+    assert rc == 0 and "simulating 300 raster positions" in terminal
+    assert "writing bar.npz" in terminal and "wrote bar.npz" in stdout
+    for i in range(1200):  # enough files for the scan to report a count
+        (demo / f"f{i}.txt").touch()
+    rc, stdout, terminal = run_with_terminal_stderr(["clean-cache", "--dry-run", "."], demo, _env())
+    assert rc == 0 and "scanning for legacy caches" in terminal
+    assert "1000 files" in terminal  # the count so far (the scan reports every 1000 files)
+    assert stdout == "no legacy cache files found\n"
+    piped = run_piped(["clean-cache", "--dry-run", "."], demo, _env())
+    assert piped.stderr == "" and piped.stdout == stdout
