@@ -73,13 +73,15 @@ def run(args) -> int:
         for text in plan.notes:
             note(args, text)
         start = time.perf_counter()
-        with bar(show, desc=f"grouping and writing {out_path}", unit=" groups") as written:
+        # No unit: write_grouped reports (groups written, total) in this tree and
+        # (bytes written, total) once its rewrite lands; the bar reads right for both.
+        with bar(show, desc=f"grouping and writing {out_path}", unit="",
+                 unit_scale=True) as written:
             def advance(done, total):
                 written.total = total
                 written.update(done - written.n)
-            # progress: write_grouped's progress= becomes a flag in another branch (then pass
-            # progress=show); in this tree it takes a (done, total) callback. The legacy
-            # strategy's enumeration gets its own progress= there too: forward `show` to it.
+            # progress: the legacy strategy's enumeration takes progress through the grouping
+            # request in another branch; forward `show` to it once RawData passes it on.
             nn = write_grouped(raw, out_path, n_pix, out_format=args.out_format,
                                chunk_groups=args.chunk_groups, progress=advance,
                                **plan.library_kwargs(args, args.input))
