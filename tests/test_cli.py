@@ -202,7 +202,12 @@ def test_shared_options_on_clean_cache(demo, flags, where):
     assert f"would remove {cache.name} (" in proc.stdout.replace("./", "")
     assert "would remove 1 file(s), freeing" in proc.stdout
     assert "Traceback" not in proc.stderr and cache.is_file()
-    cache.unlink()
+    if "-q" in flags and where == "after":
+        # Removal under -q: errors only, the cache gone.
+        removed = cli("clean-cache", "--yes", ".", *flags, cwd=demo)
+        assert removed.stdout == "" and not cache.exists()
+    else:
+        cache.unlink()
     (demo / "legacy-for-cache.npz").unlink()
 
 
