@@ -82,6 +82,8 @@ class GroupingPlan:
                     grouping_strategy=self.strategy, dataset_path=dataset_path)
 
     def describe_k(self) -> str:
+        if self.gridsize == 1:
+            return f"K {self.neighbors} (unused: a group is its seed alone)"
         if self.neighbors_used == self.neighbors:
             return f"K {self.neighbors}"
         return (f"K {self.neighbors_used} (--neighbors {self.neighbors} clamped to the "

@@ -80,6 +80,13 @@ def test_clamped_k_is_reported_as_used(data):
     assert "K 1000000000," not in proc.stdout
 
 
+def test_gridsize_1_says_k_is_unused(data):
+    proc = cli("group", "small.npz", "-o", "g1.npz", "--gridsize", 1, "--groups", 30, cwd=data)
+    assert summary_field(proc.stdout, "groups") == (
+        "30 x 1 (gridsize 1, K 7 (unused: a group is its seed alone), strategy "
+        "sample_then_group, seed 0)")
+
+
 def test_zero_spread_groups_are_warned_about(tmp_path):
     n = 50
     diff3d = np.random.default_rng(0).random((n, 8, 8), dtype=np.float32)
