@@ -4,8 +4,9 @@ Importable from :mod:`ptycho.raw_data` as before: ``raw_data`` imports them
 from here, and defines ``get_neighbor_diffraction_and_positions`` itself on
 top of :func:`legacy_group_coords` and :func:`warn_deprecated` (it needs
 ``RawData``; this module imports nothing from ``raw_data``, so the imports
-stay one-way). ``generate_grouped_data`` never calls any of them. Each call warns with a ``DeprecationWarning`` naming its replacement and then
-does exactly what the old function did, with the old signature and defaults,
+stay one-way). ``generate_grouped_data`` never calls any of them. Each call
+warns with a ``DeprecationWarning`` naming its replacement and then does
+exactly what the old function did, with the old signature and defaults,
 drawing from NumPy's global random state as it did. The neighbour query and
 the row sampler are those of :mod:`ptycho_grouping.legacy`.
 
