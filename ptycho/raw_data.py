@@ -173,6 +173,27 @@ class _Checked:
             obj.__dict__["_indexes"] = {}
 
 
+def _usable_patches(path, Y, m_shape, diff3d):
+    """A file's ``Y`` as ``(M, N, N)``, or None with a warning when it does not fit.
+
+    PtychoPINN's ``from_file`` never reads ``Y``, so a file whose ``Y`` does
+    not match its patterns (a singleton ``(1, N, N, 1)`` placeholder, say)
+    loads there; here it loads too, without ``Y``. A trailing channel axis of
+    1 is dropped (a view: memory-mapped stores stay unread).
+    """
+    if Y is None:
+        return None
+    if Y.ndim == 4 and Y.shape[-1] == 1:
+        Y = Y[..., 0]
+    expected = tuple(m_shape) + tuple(np.shape(diff3d)[1:])
+    if tuple(Y.shape) != expected:
+        warnings.warn(f"{path}: Y has shape {tuple(Y.shape)}, not {expected} like the "
+                      "patterns; Y ignored (PtychoPINN's from_file does not read it either)",
+                      UserWarning, stacklevel=3)
+        return None
+    return Y
+
+
 def _as_path(name: str, value) -> Path:
     if not isinstance(value, (str, os.PathLike)):
         raise TypeError(f"{name} must be a path (str or os.PathLike), got {value!r} "
@@ -521,9 +542,10 @@ class RawData:
             for message in metadata_mismatches(metadata, current_config):
                 log.warning("Parameter mismatch in %s: %s", path, message)
         x, y = data["xcoords"], data["ycoords"]
+        Y = _usable_patches(path, data.get("Y"), np.shape(x)[:1], data["diff3d"])
         return RawData(x, y, data.get("xcoords_start", x), data.get("ycoords_start", y),
                        data["diff3d"], data.get("probeGuess"), data.get("scan_index"),
-                       data.get("objectGuess"), data.get("Y"), metadata=metadata)
+                       data.get("objectGuess"), Y, metadata=metadata)
 
     @staticmethod
     def from_cxi(path, pixel_size=None) -> "RawData":

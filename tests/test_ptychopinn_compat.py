@@ -320,6 +320,20 @@ def test_other_metadata_is_skipped_with_a_warning_and_never_unpickled(tmp_path, 
         assert (tmp_path / "proof").exists()
 
 
+def test_a_y_that_does_not_fit_the_patterns_does_not_stop_the_file_loading(tmp_path):
+    raw = make_raw()
+    y4 = (np.arange(36 * N * N) * 1j).reshape(36, N, N, 1).astype(np.complex64)
+    np.savez(tmp_path / "channel.npz", xcoords=raw.xcoords, ycoords=raw.ycoords,
+             diff3d=raw.diff3d, Y=y4)
+    for mmap in (False, True):
+        assert np.array_equal(RawData.from_file(tmp_path / "channel.npz", mmap=mmap).Y, y4[..., 0])
+    np.savez(tmp_path / "placeholder.npz", xcoords=raw.xcoords, ycoords=raw.ycoords,
+             diff3d=raw.diff3d, Y=np.ones((1, N, N, 1), np.complex64))
+    with pytest.warns(UserWarning, match=r"Y has shape \(1, 8, 8\), not \(36, 8, 8\)"):
+        back = RawData.from_file(tmp_path / "placeholder.npz")
+    assert back.Y is None and np.array_equal(back.diff3d, raw.diff3d)
+
+
 def test_validate_config_logs_each_mismatch(tmp_path, caplog):
     save_with_metadata(tmp_path / "sim.npz", make_raw(), METADATA)
     matching = TrainingConfig(model=ModelConfig(N=N, gridsize=2), nphotons=1e6)
