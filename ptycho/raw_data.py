@@ -661,6 +661,18 @@ class RawData:
     def __len__(self) -> int:
         return self.xcoords.shape[0]
 
+    def __getstate__(self) -> dict:
+        # The neighbour indexes hold a lock and an open CXI file cannot be
+        # pickled; both are rebuilt or reopened on the other side as needed.
+        state = dict(self.__dict__)
+        state["_indexes"], state["_source_file"] = {}, None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        for name in ("_xcoords", "_ycoords", "_xcoords_start", "_ycoords_start"):
+            self.__dict__[name].flags.writeable = False  # unpickled arrays come back writable
+
     def __str__(self) -> str:
         def shape(name):
             value = getattr(self, name)

@@ -201,6 +201,17 @@ def test_positions_are_private_read_only_copies():
             getattr(rd, name)[1] = np.nan
 
 
+def test_pickled_rawdata_groups_the_same_and_keeps_positions_read_only():
+    import pickle
+    rd = make_raw(raster(10))
+    want = rd.generate_grouped_data(N, K=4, nsamples=20, gridsize=2, seed=4)
+    back = pickle.loads(pickle.dumps(rd))  # after an index was built and cached
+    got = back.generate_grouped_data(N, K=4, nsamples=20, gridsize=2, seed=4)
+    assert all(np.array_equal(got[k], want[k]) for k in ("nn_indices", "X_full", "coords_nn"))
+    with pytest.raises(ValueError, match="read-only"):
+        back.ycoords[0] = 3.0
+
+
 def test_second_call_does_not_revalidate_or_rebuild(monkeypatch):
     """Validation runs on assignment; a second call touches no O(M) check."""
     import ptycho.raw_data as module
