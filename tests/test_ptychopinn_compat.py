@@ -501,3 +501,34 @@ def test_any_refused_request_is_explained_in_the_callers_terms(
             assert CALLER_NAMES.search(message), message
         else:
             assert nn.shape[1] == gridsize ** 2 and ((0 <= nn) & (nn < m)).all()
+
+
+# -- the pickle reader behind _metadata ------------------------------------------------
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+@given(text=st.text(max_size=300))
+def test_pickled_text_recovers_any_string_in_every_protocol(protocol, text):
+    from ptycho_grouping.npz_io import pickled_text
+    assert pickled_text(pickle.dumps(np.array(text, dtype=object), protocol=protocol)) == text
+
+
+@pytest.mark.parametrize("obj, reason", [
+    (np.array(None, dtype=object), "something other than a string"),
+    (np.array(3, dtype=object), "something other than a string"),
+    (np.array(["a"], dtype=object), r"shape \(1,\)"),
+    (np.array("abc"), "not an object array"),
+    ("abc", "not a pickled NumPy array"),
+    ({"a": 1}, "opcode"),
+])
+def test_pickled_text_refuses_everything_else(obj, reason):
+    from ptycho_grouping.npz_io import pickled_text
+    with pytest.raises(ValueError, match=reason):
+        pickled_text(pickle.dumps(obj, protocol=4))
+
+
+def test_pickled_text_refuses_truncated_streams():
+    from ptycho_grouping.npz_io import pickled_text
+    stream = pickle.dumps(np.array("hello", dtype=object), protocol=4)
+    for cut in range(0, len(stream) - 1, 7):
+        with pytest.raises(ValueError):
+            pickled_text(stream[:cut])
