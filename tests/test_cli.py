@@ -130,7 +130,7 @@ def _has_matplotlib():
 @pytest.mark.parametrize("args, message", [
     (["group", "missing.npz", "-o", "x.npz"], "input file not found: missing.npz"),
     (["group", "-o", "no/such/dir/x.npz"], "output directory does not exist"),
-    (["group", "demo.npz", "-o", "x.npz", "--neighbors", "3"], "neighbors (K=3) must be at least 4"),
+    (["group", "demo.npz", "-o", "x.npz", "--neighbors", "3"], "K=3 must be at least 4"),
     (["group", "demo.npz", "-o", "x.npz", "--strategy", "nope"], "unknown grouping_strategy 'nope'"),
     (["group", "demo.npz", "-o", "x.npz", "--groups", "2000"], "enable_oversampling=True"),
     (["group", "demo.npz", "-o", "x.npz", "--pool-size", "9"], "--pool-size only applies with --oversample"),
