@@ -21,7 +21,7 @@ import importlib.metadata
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Type
+from typing import Dict, Iterator, List, Optional, Type
 
 import pluggy
 
@@ -103,12 +103,9 @@ class StrategyRegistry:
         name = ep.name
         if self.pm.get_plugin(name) is not None:
             # Entry-point names are chosen by each distribution on its own;
-            # a clash must not drop the later plugin's strategies.
+            # a clash must not drop the later plugin's strategies. (importlib
+            # lists each distribution name once, so "<dist>:<name>" is free.)
             name = f"{source}:{ep.name}"
-            if self.pm.get_plugin(name) is not None:
-                self._skip(ep.name, source, f"another plugin is already registered "
-                                            f"as {ep.name!r} and as {name!r}")
-                return
         plugin = ep.load()
         if self.pm.is_registered(plugin):
             # Another distribution (or stale metadata of this one) naming a
@@ -123,7 +120,7 @@ class StrategyRegistry:
         try:
             self.pm.register(plugin, name=name)
         except Exception as exc:
-            self._skip(name, source, f"could not be registered: {exc}")
+            self._skip(name, source, f"could not be registered: {' '.join(str(exc).split())}")
             return
         unknown = [hc.name for hc in self.pm.get_hookcallers(plugin) or () if not hc.has_spec()]
         if unknown:  # a misspelt hook would otherwise contribute nothing, silently
@@ -141,9 +138,8 @@ class StrategyRegistry:
         log.debug(msg)
         warn(msg, PluginWarning)
 
-    def _collect(self) -> None:
-        found: Dict[str, StrategyInfo] = {}
-        conflicts: Dict[str, List[StrategyInfo]] = {}
+    def _offered(self) -> Iterator[StrategyInfo]:
+        """Every valid strategy class each plugin's hook returns, in pluggy's order."""
         # Each implementation is called on its own so that one failing
         # plugin is attributed by name and does not hide the others.
         for impl in self.pm.hook.ptycho_grouping_strategies.get_hookimpls():
@@ -168,19 +164,30 @@ class StrategyRegistry:
                 if not isinstance(name, str) or not name:
                     self._skip(plugin_name, source, f"{cls.__name__} has no string 'name'")
                     continue
-                info = StrategyInfo(name, cls, source, plugin_name)
-                other = found.get(name)
-                if other is None:
-                    found[name] = info
-                elif other.cls is not cls:  # the same class offered twice is no conflict
-                    conflicts.setdefault(name, [other]).append(info)
-                    if info.source == BUILTIN_SOURCE and other.source != BUILTIN_SOURCE:
-                        found[name] = info  # a listing shows the built-in
-        for name, infos in conflicts.items():
-            msg = (f"{_conflict_message(name, infos)}; listing {found[name].cls.__qualname__}, "
-                   f"but get_strategy({name!r}) fails until one of them is removed")
-            log.warning(msg)
-            warn(msg, PluginWarning)
+                yield StrategyInfo(name, cls, source, plugin_name)
+
+    def _collect(self) -> None:
+        claims: Dict[str, List[StrategyInfo]] = {}
+        for info in self._offered():
+            same_name = claims.setdefault(info.name, [])
+            same_class = [i for i, c in enumerate(same_name) if c.cls is info.cls]
+            if not same_class:
+                same_name.append(info)
+            elif info.source == BUILTIN_SOURCE:
+                # One class offered twice is no conflict; it is the built-in one.
+                same_name[same_class[0]] = info
+        found: Dict[str, StrategyInfo] = {}
+        conflicts: Dict[str, List[StrategyInfo]] = {}
+        for name, infos in claims.items():
+            # A listing shows the built-in, else the first registered.
+            found[name] = next((i for i in infos if i.source == BUILTIN_SOURCE), infos[0])
+            if len(infos) > 1:
+                conflicts[name] = infos
+                msg = (f"{_conflict_message(name, infos)}; listing "
+                       f"{found[name].cls.__qualname__}, but get_strategy({name!r}) fails "
+                       "until one of them is removed")
+                log.debug(msg)
+                warn(msg, PluginWarning)  # a warning only: a log line too would say it twice
         self._strategies, self._conflicts = found, conflicts
 
     @property

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import itertools
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Set, Tuple
 
 import pytest
 
@@ -33,7 +33,7 @@ class Import:
 
     source: str
     target: str
-    name: Optional[str]
+    name: str | None
     line: int
 
 
@@ -45,7 +45,7 @@ def is_private(name: str) -> bool:
     return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
 
 
-def module_files(root: Path, packages) -> Dict[str, Path]:
+def module_files(root: Path, packages) -> dict[str, Path]:
     """Dotted module name -> file, for every ``.py`` file under the packages."""
     found = {}
     for package in packages:
@@ -57,7 +57,7 @@ def module_files(root: Path, packages) -> Dict[str, Path]:
     return found
 
 
-def _resolve(module: str, is_package: bool, level: int, name: Optional[str]) -> str:
+def _resolve(module: str, is_package: bool, level: int, name: str | None) -> str:
     """The absolute module a (possibly relative) ``from`` import names."""
     if level == 0:
         return name
@@ -68,7 +68,7 @@ def _resolve(module: str, is_package: bool, level: int, name: Optional[str]) -> 
     return ".".join(base + ([name] if name else []))
 
 
-def imports_of(module: str, path: Path, known: Set[str]) -> List[Import]:
+def imports_of(module: str, path: Path, known: set[str]) -> list[Import]:
     """Every use of a module in ``known`` by ``module``: imports and attribute access.
 
     ``from a import b`` where ``a.b`` is a module is a use of ``a.b`` itself;
@@ -77,8 +77,8 @@ def imports_of(module: str, path: Path, known: Set[str]) -> List[Import]:
     """
     tree = ast.parse(path.read_text(), filename=str(path))
     is_package = path.name == "__init__.py"
-    found: List[Import] = []
-    bound: Dict[str, str] = {}  # local name -> module it is bound to
+    found: list[Import] = []
+    bound: dict[str, str] = {}  # local name -> module it is bound to
     tops = {top(name) for name in known}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -117,7 +117,7 @@ def imports_of(module: str, path: Path, known: Set[str]) -> List[Import]:
     return found
 
 
-def analyse(root: Path, packages) -> List[Import]:
+def analyse(root: Path, packages) -> list[Import]:
     """Every use of one module by another under ``packages``.
 
     ``__main__`` modules are left out as sources: ``python -m pkg`` runs them
@@ -131,31 +131,31 @@ def analyse(root: Path, packages) -> List[Import]:
             for imp in imports_of(module, path, known)]
 
 
-def cycle_edges(uses: List[Import], package: str) -> Set[Tuple[str, str]]:
+def cycle_edges(uses: list[Import], package: str) -> set[tuple[str, str]]:
     """The edges inside ``package`` that lie on a cycle (empty for a DAG).
 
     graphlib finds one cycle at a time; each found cycle's edges are recorded
     and removed until the rest sorts.
     """
-    graph: Dict[str, Set[str]] = {}
+    graph: dict[str, set[str]] = {}
     for imp in uses:
         if top(imp.source) == package and top(imp.target) == package and imp.source != imp.target:
             graph.setdefault(imp.source, set()).add(imp.target)
-    on_cycles: Set[Tuple[str, str]] = set()
+    on_cycles: set[tuple[str, str]] = set()
     while True:
         try:
             graphlib.TopologicalSorter(graph).prepare()
             return on_cycles
         except graphlib.CycleError as exc:
             cycle = exc.args[1]  # [a, b, ..., a]: each node depends on the next
-            for later, earlier in zip(cycle, cycle[1:]):
+            for later, earlier in itertools.pairwise(cycle):
                 # TopologicalSorter's nodes point at their predecessors: later imports earlier.
                 edge = (later, earlier) if earlier in graph.get(later, ()) else (earlier, later)
                 on_cycles.add(edge)
                 graph[edge[0]].discard(edge[1])
 
 
-def private_uses(uses: List[Import], package: str) -> Set[str]:
+def private_uses(uses: list[Import], package: str) -> set[str]:
     """``source -> target._name`` for every private name (or foreign private module) used."""
     bad = set()
     for imp in uses:
@@ -170,7 +170,7 @@ def private_uses(uses: List[Import], package: str) -> Set[str]:
 
 # -- the checker, on a tree made to break every rule once -----------------------------
 
-def write_tree(root: Path, files: Dict[str, str]) -> None:
+def write_tree(root: Path, files: dict[str, str]) -> None:
     for name, source in files.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -263,7 +263,7 @@ def test_no_module_imports_a_main_module():
 
 
 def test_packages_depend_on_each_other_one_way():
-    graph: Dict[str, Set[str]] = {}
+    graph: dict[str, set[str]] = {}
     for imp in USES:
         if top(imp.source) != top(imp.target):
             graph.setdefault(top(imp.source), set()).add(top(imp.target))

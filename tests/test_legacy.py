@@ -203,6 +203,10 @@ def test_int_rng_equals_global_seed_without_touching_the_global_state(tmp_path, 
     a = legacy_group(xy, 2, 6, 30, str(tmp_path / "d.npz"), rng=np.random.default_rng(1))
     b = legacy_group(xy, 2, 6, 30, str(tmp_path / "d.npz"), rng=np.random.default_rng(1))
     assert np.array_equal(a, b)
+    # So is a SeedSequence, which seeds the RandomState's bit generator.
+    c = legacy_group(xy, 2, 6, 30, str(tmp_path / "d.npz"), rng=np.random.SeedSequence(7))
+    d = legacy_group(xy, 2, 6, 30, str(tmp_path / "d.npz"), rng=np.random.SeedSequence(7))
+    assert np.array_equal(c, d) and not np.array_equal(c, a)
     assert np.array_equal(np.random.get_state()[1], before)
 
 

@@ -295,3 +295,62 @@ def test_misspelt_hook_is_reported_not_ignored(tmp_path, monkeypatch):
                                            r"hook \(ptycho_grouping_strategy\)"):
         reg = StrategyRegistry()
     assert reg.pm.get_plugin("typo") is None and "sample_then_group" in reg.strategies
+
+
+def test_a_hook_with_a_wrong_signature_is_skipped(tmp_path, monkeypatch):
+    install_fake_distribution(tmp_path, monkeypatch, "ptg-signature", {"ptg_signature": """
+        from ptycho_grouping import hookimpl
+
+        @hookimpl
+        def ptycho_grouping_strategies(config):
+            return []
+    """}, {"signature": "ptg_signature"})
+    with pytest.warns(PluginWarning, match=r"'signature' \(ptg-signature\) skipped: could not "
+                                           r"be registered: .*config") as record:
+        reg = StrategyRegistry()
+    assert "\n" not in str(record[0].message)  # one line, whatever pluggy's message
+    assert reg.pm.get_plugin("signature") is None and "sample_then_group" in reg.strategies
+
+
+def test_a_late_claim_on_a_builtin_name_still_lists_the_builtin():
+    # trylast puts this implementation before the built-ins in pluggy's list.
+    class Impostor(GroupingStrategy):
+        name = "sample_then_group"
+
+        def _group(self, index, request):
+            return None
+
+    class Plugin:
+        @staticmethod
+        @registry.hookspecs.hookimpl(trylast=True)
+        def ptycho_grouping_strategies():
+            return [Impostor, SampleThenGroup]
+
+    class Again:  # offers the built-in class itself, as a re-exporting plugin might
+        @staticmethod
+        @registry.hookspecs.hookimpl
+        def ptycho_grouping_strategies():
+            return [SampleThenGroup]
+
+    reg = StrategyRegistry(load_entry_points=False)
+    reg.register(Plugin(), "early")
+    reg.register(Again(), "again")
+    with pytest.warns(PluginWarning, match="listing SampleThenGroup") as record:
+        conflicts = reg.conflicts  # conflicts first: they are collected on demand too
+    assert len(record) == 1 and "\n" not in str(record[0].message)
+    # Offering the built-in class again is no conflict; only Impostor is.
+    assert [i.cls for i in conflicts["sample_then_group"]] == [Impostor, SampleThenGroup]
+    assert reg.strategies["sample_then_group"].cls is SampleThenGroup
+    assert reg.strategies["sample_then_group"].source == "built-in"
+
+
+def test_reload_picks_up_a_newly_installed_plugin(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "_default", None)
+    assert "every_other" not in {i.name for i in registry.list_strategies()}
+    install_fake_distribution(tmp_path, monkeypatch, "ptg-late", {"ptg_late": PLUGIN_SOURCE},
+                              {"every_other": "ptg_late"})
+    assert "every_other" not in {i.name for i in registry.list_strategies()}  # cached
+    assert registry.reload() is registry.default_registry()
+    assert "every_other" in {i.name for i in registry.list_strategies()}
+    assert repr(registry.get_strategy("every_other")) == "EveryOther()"
+    monkeypatch.setattr(registry, "_default", None)

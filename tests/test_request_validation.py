@@ -132,6 +132,7 @@ def test_check_scalar_real_numbers():
     with pytest.raises(TypeError, match="f must be a real number >= 0, got '1' of type str"):
         validation.check_scalar("1", "f", numbers.Real, min_val=0)
     assert validation.check_scalar(None, "f", numbers.Real, allow_none=True) is None
+    assert validation.check_scalar("ab", "s", str) == "ab"  # not numeric: returned as given
     with pytest.raises(ValueError, match="include_boundaries must be one of"):
         validation.check_scalar(1, "f", numbers.Real, include_boundaries="inner")
 
@@ -185,8 +186,8 @@ LINE = np.column_stack([np.arange(10.0), np.zeros(10)])
 
 
 @pytest.mark.parametrize("output, message", [
-    ([[0.7, 1.9], [2.5, 99.0]], r"returned list of dtype float64 \(first row \[0.7, 1.9\]\); "
-                                r"group indices must be integers"),
+    ([[0.7, 1.9], [2.5, 99.0]], (r"returned list of dtype float64 \(first row \[0.7, 1.9\]\); "
+                                 r"group indices must be integers")),
     (np.array([[0.0, 1.0]]), "returned ndarray of dtype float64"),
     (np.array([[True, False]]), "returned ndarray of dtype bool"),
     (None, "returned NoneType of dtype object"),
