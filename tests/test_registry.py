@@ -247,6 +247,17 @@ def test_registry_without_entry_points_still_has_builtins():
     assert isinstance(reg.get("sample_then_group"), SampleThenGroup)
 
 
+def plugin_of(*classes, **hookimpl_options):
+    """A plugin object whose hook returns ``classes``."""
+    class Plugin:
+        @staticmethod
+        @registry.hookspecs.hookimpl(**hookimpl_options)
+        def ptycho_grouping_strategies():
+            return list(classes)
+
+    return Plugin()
+
+
 def test_runtime_registration_of_a_plugin_object():
     class Reverse(GroupingStrategy):
         name = "reverse_seeds"
@@ -254,14 +265,8 @@ def test_runtime_registration_of_a_plugin_object():
         def _group(self, index, request):
             return np.arange(index.n_points)[::-1][:request.n_groups, None]
 
-    class Plugin:
-        @staticmethod
-        @registry.hookspecs.hookimpl
-        def ptycho_grouping_strategies():
-            return [Reverse]
-
     reg = StrategyRegistry(load_entry_points=False)
-    reg.register(Plugin(), "reverse")
+    reg.register(plugin_of(Reverse), "reverse")
     info = {i.name: i for i in reg.list()}["reverse_seeds"]
     assert info.source == "registered at run time"
     groups = reg.get("reverse_seeds").group(np.zeros((4, 2)), GroupingRequest(n_groups=2))
@@ -313,28 +318,17 @@ def test_a_hook_with_a_wrong_signature_is_skipped(tmp_path, monkeypatch):
 
 
 def test_a_late_claim_on_a_builtin_name_still_lists_the_builtin():
-    # trylast puts this implementation before the built-ins in pluggy's list.
     class Impostor(GroupingStrategy):
         name = "sample_then_group"
 
         def _group(self, index, request):
             return None
 
-    class Plugin:
-        @staticmethod
-        @registry.hookspecs.hookimpl(trylast=True)
-        def ptycho_grouping_strategies():
-            return [Impostor, SampleThenGroup]
-
-    class Again:  # offers the built-in class itself, as a re-exporting plugin might
-        @staticmethod
-        @registry.hookspecs.hookimpl
-        def ptycho_grouping_strategies():
-            return [SampleThenGroup]
-
     reg = StrategyRegistry(load_entry_points=False)
-    reg.register(Plugin(), "early")
-    reg.register(Again(), "again")
+    # trylast puts this implementation before the built-ins in pluggy's list.
+    reg.register(plugin_of(Impostor, SampleThenGroup, trylast=True), "early")
+    # Offers the built-in class itself, as a re-exporting plugin might.
+    reg.register(plugin_of(SampleThenGroup), "again")
     with pytest.warns(PluginWarning, match="listing SampleThenGroup") as record:
         conflicts = reg.conflicts  # conflicts first: they are collected on demand too
     assert len(record) == 1 and "\n" not in str(record[0].message)
