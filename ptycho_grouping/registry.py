@@ -54,7 +54,7 @@ BUILTIN_PLUGINS = (sample_then_group, legacy)
 
 
 class PluginWarning(UserWarning):
-    """A strategy plugin could not be used and was skipped."""
+    """A strategy plugin was skipped, or two strategies claim one name."""
 
 
 @dataclass(frozen=True)
