@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 #: the writer's start time (clock ticks since boot, 0 where unknown) and
 #: ``pidns`` its PID namespace's inode (0 where unknown): together with the
 #: host they tell a dead writer from a live one even when its PID was reused.
-TEMP_NAME_RE = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)-(?P<start>\d+)-(?P<pidns>\d+)"
-                          r"@(?P<host>[A-Za-z0-9-]+)\.(?P<rand>[0-9a-f]{8})\.tmp$")
+TEMP_NAME_RE = re.compile(r"(?s)\A\.(?P<target>.+)\.(?P<pid>[0-9]+)-(?P<start>[0-9]+)-"
+                          r"(?P<pidns>[0-9]+)@(?P<host>[A-Za-z0-9-]+)\.(?P<rand>[0-9a-f]{8})\.tmp\Z")
 
 # errno values by which os.open(dir, O_TMPFILE) says "not here" rather than
 # "you may not": the filesystem (EOPNOTSUPP), or a kernel older than 3.11
