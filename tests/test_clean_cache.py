@@ -508,10 +508,17 @@ def test_a_tree_deeper_than_the_recursion_limit(tmp_path, capsys):
     for _ in range(depth):  # not os.makedirs: it recurses too
         deep = deep / "d"
         deep.mkdir()
-    cache = legacy_cache_for(deep / "scan.npz")
-    status, out, err = clean(capsys, "--yes", tmp_path)
-    assert status == 0 and not cache.exists(), err[-500:]
-    assert "removed 1 file(s)" in out
+    try:
+        cache = legacy_cache_for(deep / "scan.npz")
+        status, out, err = clean(capsys, "--yes", tmp_path)
+        assert status == 0 and not cache.exists(), err[-500:]
+        assert "removed 1 file(s)" in out
+    finally:  # pytest's own clean-up (shutil.rmtree) recurses: leave no deep tree
+        for leftover in deep.iterdir():
+            leftover.unlink()
+        while deep != tmp_path:
+            deep.rmdir()
+            deep = deep.parent
 
 
 def undecodable_name(tmp_path) -> Path:
