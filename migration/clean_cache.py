@@ -313,11 +313,13 @@ def _put_back(private: str, name: str, dir_fd: Optional[int]) -> Optional[str]:
         os.link(private, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
     except FileExistsError:
         return f"its name was taken meanwhile; it is kept as {private}"
-    except OSError:
-        if os.path.lexists(name if dir_fd is None else f"/proc/self/fd/{dir_fd}/{name}"):
-            return f"its name was taken meanwhile; it is kept as {private}"
-        os.rename(private, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        return None
+    except OSError:  # no hard links on this filesystem: check, then rename
+        try:
+            os.lstat(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            os.rename(private, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            return None
+        return f"its name was taken meanwhile; it is kept as {private}"
     try:
         os.unlink(private, dir_fd=dir_fd)
     except OSError as exc:

@@ -148,7 +148,6 @@ def test_overlapping_roots_real_run_is_clean(tree, capsys):
 def test_every_name_of_a_hard_linked_cache_goes_and_its_bytes_count_once(tree, capsys):
     second = tree["root"] / "run2" / "again.g2k4.groups_cache.npz"
     os.link(tree["cache1"], second)
-    size = tree["cache1"].stat().st_size
     found = {f.path: f for f in clean_cache.find_cache_files([tree["root"]])}
     assert found[second].kind == "cache" and found[second].nlink == 2
     assert clean_cache.freeable_bytes(found.values()) == total_of(tree)
