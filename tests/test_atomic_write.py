@@ -410,3 +410,23 @@ def test_hostname_is_sanitised(monkeypatch):
     monkeypatch.setattr(socket, "gethostname", lambda: "node_7.cluster.example")
     name = aw.temporary_name("a.npz")
     assert aw.TEMP_NAME_RE.match(name)["host"] == "node-7-cluster-example"
+
+
+def test_the_file_is_on_disk_before_the_rename_and_the_rename_after(tmp_path, mode, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        st = os.fstat(fd)
+        events.append(("fsync dir" if os.path.stat.S_ISDIR(st.st_mode) else "fsync", st.st_ino))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.stat(src).st_ino))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    write_bytes(tmp_path / "out.bin", b"data")
+    inode = os.stat(tmp_path / "out.bin").st_ino
+    assert events == [("fsync", inode), ("replace", inode), ("fsync dir", tmp_path.stat().st_ino)]
