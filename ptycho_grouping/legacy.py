@@ -218,7 +218,7 @@ def _cached_groups(points, gridsize: int, k: int, dataset_path, random,
     for checksum in names:
         path = legacy_cache.cache_path(dataset_path, gridsize, k, checksum)
         try:
-            all_groups = legacy_cache.read_cache(path, checksums, gridsize, k)
+            all_groups = legacy_cache.read_cache(path, checksums, gridsize, k, len(points))
         except OSError as exc:
             log.warning("cannot read group cache %s (%s); computing the groups without "
                         "touching it", path, exc.strerror or exc)

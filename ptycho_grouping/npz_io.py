@@ -12,7 +12,7 @@ import numpy as np
 
 from .atomic_write import atomic_write, set_new_file_mode
 
-__all__ = ["atomic_savez", "load_npz", "pickled_text", "set_new_file_mode"]
+__all__ = ["atomic_savez", "load_npz", "pickled_text", "read_npy_header", "set_new_file_mode"]
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,17 @@ def atomic_savez(path, arrays: dict, *, compressed: bool = False) -> Path:
     return path
 
 
-def _read_header(fh):
-    """``(shape, fortran_order, dtype)`` of the ``.npy`` stream at ``fh``; never unpickles."""
+def read_npy_header(fh):
+    """``(shape, fortran_order, dtype)`` of the ``.npy`` stream at ``fh``; never unpickles.
+
+    Only the magic string and the header are read, leaving ``fh`` at the
+    first data byte. NumPy's own size limit on headers applies.
+
+    Raises
+    ------
+    ValueError
+        When the stream is not a ``.npy`` array (bad magic, bad header).
+    """
     version = np.lib.format.read_magic(fh)
     read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                    else np.lib.format.read_array_header_2_0)
@@ -55,7 +64,7 @@ def _is_pickled_scalar(zf: zipfile.ZipFile, key: str) -> bool:
     Only the ``.npy`` header is read (decompressing a few bytes if needed).
     """
     with zf.open(_member_name(zf, key)) as fh:
-        shape, _, dtype = _read_header(fh)
+        shape, _, dtype = read_npy_header(fh)
     return dtype.hasobject and shape == ()
 
 
@@ -214,7 +223,7 @@ def pickled_text(stream: bytes) -> str:
 def _member_text(zf: zipfile.ZipFile, key: str):
     """The string of a pickled 0-d object member ``key``, or None if it is no such member."""
     with zf.open(_member_name(zf, key)) as fh:
-        shape, _, dtype = _read_header(fh)
+        shape, _, dtype = read_npy_header(fh)
         if not dtype.hasobject:
             return None
         return pickled_text(fh.read())
@@ -230,7 +239,7 @@ def _memmap_member(path: Path, info: zipfile.ZipInfo) -> np.memmap:
         local = fh.read(30)  # the zip local file header precedes the member's bytes
         name_len, extra_len = struct.unpack("<HH", local[26:30])
         fh.seek(info.header_offset + 30 + name_len + extra_len)
-        shape, fortran, dtype = _read_header(fh)
+        shape, fortran, dtype = read_npy_header(fh)
         offset = fh.tell()
     if dtype.hasobject:
         raise ValueError(f"{path}: member {info.filename[:-4]!r} is a pickled object array, "
