@@ -6,28 +6,40 @@ Usage::
     python migration/clean_cache.py --yes PATH...       # remove without asking
 
 A file is removed only if its name is ``<stem>.g<int>k<int>.groups_cache.npz``
-*and* it is an NPZ holding exactly the legacy cache's members
-(``all_groups``, ``dataset_checksum``, ``gridsize``, ``overlap_factor``) with
-the legacy dtypes and shapes, checked from the zip directory and the ``.npy``
-headers without loading or unpickling anything. Leftover temporary files of
-interrupted cache writes (``.<cache name>.<random>.tmp``) are removed too,
-once they are an hour old. Files named like a cache but holding anything else
-are reported as skipped; files that cannot be read are reported as errors.
+(or the temporary name of an interrupted write of one) *and* ``np.load(...,
+allow_pickle=False)`` would read it as a legacy cache: a zip that starts at
+the file's first byte (a user file with a cache appended is not one) holding
+exactly the legacy cache's members (``all_groups``, ``dataset_checksum``,
+``gridsize``, ``overlap_factor``) with the legacy dtypes and shapes, checked
+from the zip directory and the ``.npy`` headers without loading or
+unpickling anything. Temporary files pass the same check (a write killed
+half-way left something else: it is reported, not removed) and must also
+have been left by a writer that is gone (a writer on this host that no
+longer runs) or be an hour old. Files named like a cache but holding
+anything else are reported as skipped; files that cannot be read are
+reported as errors.
 
 A directory given on the command line may be a symbolic link (it is
 followed, like ``find -H``); links met below it are neither followed nor
-deleted. Every file is checked again right before it is removed: same file
-(device and inode) in the same directory, still inside the root. Exit
-status: 0 all good, 1 some files could not be read or removed, 2 usage
-error, 130 interrupted at the question.
+deleted; the walk is iterative (any depth). A file is removed by identity:
+it is renamed to a private name in its directory, checked there (same
+device and inode as scanned, unmodified, still a cache) and only then
+unlinked; anything else found under the private name is put back. Every
+name of a hard-linked cache under the roots is removed; its space counts as
+freed only when its last name goes. Names are printed with undecodable bytes
+and control characters escaped (``\\xff``, ``\\n``), whatever the output
+encoding. Exit status: 0 all good, 1 some files could not be read or
+removed, 2 usage error, 130 interrupted at the question.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import stat
 import sys
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, List, Optional, Tuple
@@ -37,7 +49,9 @@ if not __package__:
     # packages live beside this directory.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ptycho_grouping.legacy_cache import (  # noqa: E402 (after the path set-up above)
+from ptycho_grouping.atomic_write import (  # noqa: E402 (after the path set-up above)
+    TEMP_NAME_RE as WRITER_TEMP_RE, writer_is_gone)
+from ptycho_grouping.legacy_cache import (  # noqa: E402
     CACHE_NAME_RE, TEMP_NAME_RE, cache_file_problem)
 
 __all__ = ["Finding", "CleanResult", "find_cache_files", "remove_cache_files", "main",
@@ -45,14 +59,17 @@ __all__ = ["Finding", "CleanResult", "find_cache_files", "remove_cache_files", "
 
 PROG = "clean_cache"
 
-#: Seconds a leftover temporary file must be unmodified before it is removed,
-#: so that a cache write still in progress is not destroyed.
+#: Seconds a leftover temporary file must be unmodified before it is removed
+#: when its writer cannot be shown to be gone, so that a cache write still in
+#: progress is not destroyed.
 TEMP_MIN_AGE = 3600.0
 
 # Never follow a link when opening a file to check it; never block on a FIFO.
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-# Pin the directory while re-checking and unlinking (not available on Windows).
-_DIR_FD = {os.open, os.lstat, os.unlink} <= os.supports_dir_fd
+# Pin the directory while re-checking and removing (not available on Windows).
+_DIR_FD = {os.open, os.lstat, os.unlink, os.rename, os.link} <= os.supports_dir_fd
+# What a file being removed is renamed to first: private to this run.
+_PRIVATE_PREFIX = ".clean-cache-removing."
 
 Ident = Tuple[int, int]
 
@@ -64,8 +81,9 @@ class Finding:
     ``kind`` is ``"cache"`` or ``"temp"`` (removable), ``"skipped"`` (``reason``
     says why) or ``"error"`` (it could not be read: ``reason`` is the error).
     ``ident`` and ``dir_ident`` are the ``(st_dev, st_ino)`` of the file and of
-    its directory at scan time, ``mtime_ns`` the file's modification time;
-    ``root`` is the resolved root it was found under.
+    its directory at scan time, ``mtime_ns`` the file's modification time and
+    ``nlink`` its number of names (hard links); ``root`` is the resolved root
+    it was found under.
     """
 
     path: Path
@@ -76,6 +94,7 @@ class Finding:
     dir_ident: Optional[Ident] = None
     root: Optional[Path] = None
     mtime_ns: int = 0
+    nlink: int = 1
 
     @property
     def is_cache(self) -> bool:
@@ -88,14 +107,15 @@ class Finding:
 
 @dataclass
 class CleanResult:
-    """What a removal pass did."""
+    """What a removal pass did.
+
+    ``bytes_freed`` counts a file's size when its last name was removed (a
+    hard-linked cache frees nothing while another name remains).
+    """
 
     removed: List[Finding] = field(default_factory=list)
     failed: List[Tuple[Finding, str]] = field(default_factory=list)
-
-    @property
-    def bytes_freed(self) -> int:
-        return sum(f.size for f in self.removed)
+    bytes_freed: int = 0
 
 
 def _ident(st: os.stat_result) -> Ident:
@@ -103,8 +123,12 @@ def _ident(st: os.stat_result) -> Ident:
 
 
 def _is_temp_name(name: str) -> bool:
+    """True for the temporary name of a cache write, this version's or an older one's."""
     m = TEMP_NAME_RE.match(name)
-    return bool(m and CACHE_NAME_RE.match(m["cache"]))
+    if m and CACHE_NAME_RE.match(m["cache"]):
+        return True
+    m = WRITER_TEMP_RE.match(name)
+    return bool(m and CACHE_NAME_RE.match(m["target"]))
 
 
 def _classify(dirpath: Path, name: str, root: Path, now: float) -> Optional[Finding]:
@@ -118,23 +142,29 @@ def _classify(dirpath: Path, name: str, root: Path, now: float) -> Optional[Find
     except OSError as exc:
         return Finding(path, "error", reason=exc.strerror or str(exc))
     found = Finding(path, "cache", st.st_size, ident=_ident(st), dir_ident=dir_ident, root=root,
-                    mtime_ns=st.st_mtime_ns)
+                    mtime_ns=st.st_mtime_ns, nlink=st.st_nlink)
     if stat.S_ISLNK(st.st_mode):
         return replace(found, kind="skipped", reason="symbolic link (not followed)")
     if not stat.S_ISREG(st.st_mode):
         return replace(found, kind="skipped", reason="not a regular file")
-    if _is_temp_name(name):
-        age = now - st.st_mtime
-        if age < TEMP_MIN_AGE:
-            return replace(found, kind="skipped", reason=(
-                f"temporary file modified {age / 60:.0f} min ago: a cache write may still be "
-                f"running (removed once {TEMP_MIN_AGE / 3600:g} h old)"))
-        return replace(found, kind="temp")
     try:
         problem = _content_problem(str(path), None, found.ident)
     except OSError as exc:
         return replace(found, kind="error", reason=exc.strerror or str(exc))
-    return found if problem is None else replace(found, kind="skipped", reason=problem)
+    if not _is_temp_name(name):
+        return found if problem is None else replace(found, kind="skipped", reason=problem)
+    if problem is not None:
+        return replace(found, kind="skipped", reason=(
+            f"temporary file of a cache write, but not a complete cache ({problem}); "
+            "left alone"))
+    if writer_is_gone(name):
+        return replace(found, kind="temp")
+    age = now - st.st_mtime
+    if age < TEMP_MIN_AGE:
+        return replace(found, kind="skipped", reason=(
+            f"temporary file modified {age / 60:.0f} min ago: a cache write may still be "
+            f"running (removed once {TEMP_MIN_AGE / 3600:g} h old)"))
+    return replace(found, kind="temp")
 
 
 def _content_problem(name: str, dir_fd: Optional[int], ident: Ident) -> Optional[str]:
@@ -147,14 +177,30 @@ def _content_problem(name: str, dir_fd: Optional[int], ident: Ident) -> Optional
 
 
 def _walk(root: Path, errors: Optional[list]) -> Iterator[Tuple[Path, List[str]]]:
-    """``(directory, sorted file names)`` under ``root``; links below it are not followed."""
-    def onerror(exc):
-        if errors is not None:
-            errors.append((Path(exc.filename or root), exc.strerror or str(exc)))
+    """``(directory, sorted file names)`` under ``root``, depth first, sorted, iteratively.
 
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=onerror):
-        dirnames.sort()  # in place: os.walk then descends in this order
-        yield Path(dirpath), sorted(filenames)
+    Links below ``root`` are not followed. An explicit stack instead of
+    recursion (``os.walk`` recurses on older Pythons) keeps any depth working.
+    """
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        try:
+            with os.scandir(directory) as it:
+                entries = list(it)
+        except OSError as exc:
+            if errors is not None:
+                errors.append((directory, exc.strerror or str(exc)))
+            continue
+        files, subdirs = [], []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            (subdirs if is_dir else files).append(entry.name)
+        yield directory, sorted(files)
+        stack.extend(directory / name for name in sorted(subdirs, reverse=True))
 
 
 def _scan_root(root: Path, errors: Optional[list], count: Callable[[], None],
@@ -195,12 +241,13 @@ def find_cache_files(roots: Iterable, progress: Optional[Callable[[int], None]] 
     Yields
     ------
     Finding
-        Once per file: overlapping roots and several names of one file (hard
-        links) yield it once, keyed by ``(st_dev, st_ino)``.
+        Once per name: a name reached again through overlapping roots is
+        yielded once; every name of a hard-linked file is yielded (each is
+        removed; :attr:`Finding.nlink` tells how many the file has).
     """
     now = time.time() if now is None else now
     seen_files = [0]
-    first_name = {}
+    seen_names = set()
 
     def count():
         seen_files[0] += 1
@@ -209,22 +256,27 @@ def find_cache_files(roots: Iterable, progress: Optional[Callable[[int], None]] 
 
     for root in map(Path, roots):
         for found in _scan_root(root, errors, count, now):
-            if found.ident is None:
+            key = (os.path.realpath(found.path.parent), found.path.name)
+            if key not in seen_names:
+                seen_names.add(key)
                 yield found
-                continue
-            first = first_name.setdefault(found.ident, found.path)
-            if first == found.path or os.path.realpath(first) == os.path.realpath(found.path):
-                if first is found.path:
-                    yield found
-                continue  # the same file reached again through overlapping roots
-            if found.removable:
-                yield replace(found, kind="skipped",
-                              reason=f"another name (hard link) of {first}, listed already")
 
 
-def _removal_problem(f: Finding, dir_fd: Optional[int], now: float) -> Optional[str]:
-    """Why ``f`` must not be removed now (None if it may), given its directory's fd."""
-    name = f.path.name if dir_fd is not None else str(f.path)
+def freeable_bytes(findings: Iterable[Finding]) -> int:
+    """Bytes that removing the removable ``findings`` would free.
+
+    A hard-linked file counts once, and only when all its names are among
+    them: a name left elsewhere keeps the data on disk.
+    """
+    names = defaultdict(list)
+    for f in findings:
+        if f.removable:
+            names[f.ident].append(f)
+    return sum(group[0].size for group in names.values() if len(group) >= group[0].nlink)
+
+
+def _precheck(f: Finding, name: str, dir_fd: Optional[int]) -> Optional[str]:
+    """Why ``f`` must not be touched (None if it may be moved aside for removal)."""
     try:
         st = os.lstat(name, dir_fd=dir_fd)
     except FileNotFoundError:
@@ -235,30 +287,82 @@ def _removal_problem(f: Finding, dir_fd: Optional[int], now: float) -> Optional[
         # Written to since the user saw it (the old code rewrote caches in
         # place; a temporary file may belong to a write that resumed).
         return "modified since the scan; left alone"
-    if f.kind == "temp":
-        return None
-    problem = _content_problem(name, dir_fd, f.ident)
-    return None if problem is None else f"no longer a legacy cache file ({problem}); left alone"
+    return None
 
 
-def _remove_one(f: Finding, now: float) -> Optional[str]:
-    """Remove ``f`` if it is still what was found, where it was found; else say why not."""
+def _verify_moved(f: Finding, private: str, dir_fd: Optional[int]) -> Tuple[Optional[str], int]:
+    """``(why not to unlink, its link count)`` for what now sits under ``private``.
+
+    Nobody else knows the private name, so what is checked here is what gets
+    unlinked: a file swapped in under the original name by a racing rename
+    is caught here and put back.
+    """
+    st = os.lstat(private, dir_fd=dir_fd)
+    problem = _precheck(f, private, dir_fd)
+    if problem is None:
+        content = _content_problem(private, dir_fd, f.ident)
+        if content is not None:
+            problem = f"no longer a legacy cache file ({content}); left alone"
+    return problem, st.st_nlink
+
+
+def _put_back(private: str, name: str, dir_fd: Optional[int]) -> Optional[str]:
+    """Return the file under ``private`` to ``name`` without overwriting anything there."""
+    try:
+        # link() fails if the name was taken meanwhile, where rename would overwrite it.
+        os.link(private, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+    except FileExistsError:
+        return f"its name was taken meanwhile; it is kept as {private}"
+    except OSError:  # no hard links on this filesystem: check, then rename
+        try:
+            os.lstat(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            os.rename(private, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            return None
+        return f"its name was taken meanwhile; it is kept as {private}"
+    try:
+        os.unlink(private, dir_fd=dir_fd)
+    except OSError as exc:
+        return f"it is back under its name, and also under {private} ({exc.strerror or exc})"
+    return None
+
+
+def _remove_one(f: Finding) -> Tuple[Optional[str], int]:
+    """Remove ``f`` if it is still what was found, where it was found.
+
+    Returns ``(why not, or None; bytes freed)``.
+    """
     parent = f.path.parent
     real_parent = Path(os.path.realpath(parent))
     if f.root is not None and not (real_parent == f.root or f.root in real_parent.parents):
-        return f"its directory now resolves to {real_parent}, outside {f.root}; left alone"
+        return f"its directory now resolves to {_show(real_parent)}, outside {_show(f.root)}; " \
+               "left alone", 0
     try:
         dir_fd = os.open(parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if _DIR_FD else None
     except FileNotFoundError:
-        return "vanished since the scan (its directory is gone)"
+        return "vanished since the scan (its directory is gone)", 0
     try:
         dir_st = os.fstat(dir_fd) if dir_fd is not None else os.stat(parent)
         if _ident(dir_st) != f.dir_ident:
-            return "its directory was replaced since the scan; left alone"
-        problem = _removal_problem(f, dir_fd, now)
-        if problem is None:
-            os.unlink(f.path.name if dir_fd is not None else f.path, dir_fd=dir_fd)
-        return problem
+            return "its directory was replaced since the scan; left alone", 0
+        at = (lambda n: n) if dir_fd is not None else (lambda n: str(parent / n))
+        name, private = at(f.path.name), at(_PRIVATE_PREFIX + secrets.token_hex(8))
+        problem = _precheck(f, name, dir_fd)
+        if problem is not None:
+            return problem, 0
+        try:
+            os.rename(name, private, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except FileNotFoundError:
+            return "vanished since the scan", 0
+        try:
+            problem, nlink = _verify_moved(f, private, dir_fd)
+            if problem is None:
+                os.unlink(private, dir_fd=dir_fd)
+                return None, f.size if nlink == 1 else 0
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+        kept = _put_back(private, name, dir_fd)
+        return problem if kept is None else f"{problem}; {kept}", 0
     finally:
         if dir_fd is not None:
             os.close(dir_fd)
@@ -271,25 +375,66 @@ def remove_cache_files(findings: Iterable[Finding], *, dry_run: bool = False,
     A file is left alone (and listed in ``failed`` with the reason) when it
     vanished, was replaced by another file, was modified, or is no longer a
     cache; and when its directory was replaced or now resolves outside the
-    root it was found under.
+    root it was found under. ``now`` is kept for compatibility (unused).
     """
-    now = time.time() if now is None else now
+    findings = [f for f in findings if f.removable]
     result = CleanResult()
+    if dry_run:
+        result.removed = findings
+        result.bytes_freed = freeable_bytes(findings)
+        return result
     for finding in findings:
-        if not finding.removable:
-            continue
-        if dry_run:
-            result.removed.append(finding)
-            continue
         try:
-            problem = _remove_one(finding, now)
+            problem, freed = _remove_one(finding)
         except OSError as exc:
-            problem = exc.strerror or str(exc)
+            problem, freed = exc.strerror or str(exc), 0
         if problem is None:
             result.removed.append(finding)
+            result.bytes_freed += freed
         else:
             result.failed.append((finding, problem))
     return result
+
+
+# --- output: any name, any stdout encoding ----------------------------------------
+
+_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
+
+
+def _show(path) -> str:
+    """``path`` as printable text: undecodable bytes as ``\\xNN``, control characters escaped.
+
+    A name that needs no escaping is shown as it is.
+    """
+    text = os.fsencode(path).decode("utf-8", "surrogateescape")
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8 (surrogateescape)
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(f"\\x{code:02x}" if code < 0x100 else
+                       f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out)
+
+
+def _say(text: str = "", file=None, **kwargs) -> None:
+    """``print`` that cannot fail on encoding: what the stream cannot encode is escaped."""
+    file = sys.stdout if file is None else file
+    encoding = getattr(file, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        text = text.encode(encoding, "backslashreplace").decode(encoding)
+    except LookupError:
+        pass
+    print(text, file=file, **kwargs)
 
 
 def _human(n: float) -> str:
@@ -307,16 +452,20 @@ def _total(n: int) -> str:
 
 def _describe(f: Finding) -> str:
     what = "leftover temporary file " if f.kind == "temp" else ""
-    return f"{what}{f.path} ({_human(f.size)})"
+    links = f"; one of {f.nlink} hard-linked names" if f.nlink > 1 else ""
+    return f"{what}{_show(f.path)} ({_human(f.size)}{links})"
 
 
 EPILOG = f"""\
 what is removed:
-  PATH/**/<stem>.g<G>k<K>.groups_cache.npz whose contents are a legacy cache
-  (checked from the zip directory and array headers; nothing is unpickled),
-  and leftover .<cache name>.<random>.tmp files of interrupted cache writes
-  once they are {TEMP_MIN_AGE / 3600:g} hour old (younger ones may be a write in progress).
-  Look-alikes, datasets and symbolic links are never removed.
+  PATH/**/<stem>.g<G>k<K>.groups_cache.npz that np.load(allow_pickle=False)
+  reads as a legacy cache (a zip starting at the first byte, the legacy
+  members, dtypes and shapes, checked from the zip directory and array
+  headers; nothing is unpickled), and the temporary files of interrupted
+  cache writes (.<cache name>.<...>.tmp) that hold a complete cache and whose
+  writer is gone or that are {TEMP_MIN_AGE / 3600:g} hour old (younger ones may be a write in
+  progress). Look-alikes, datasets and symbolic links are never removed.
+  Every name of a hard-linked cache is removed; its space is freed with the last.
 
 symbolic links:
   a directory PATH that is a symbolic link is followed (like find -H);
@@ -359,21 +508,30 @@ def _scan(paths, show_progress: bool) -> Tuple[List[Finding], list]:
 def _confirm(prog: str, removable: List[Finding], total: int) -> Optional[int]:
     """None to go ahead, else the exit status (the user declined or could not answer)."""
     if not sys.stdin.isatty():
-        print(f"{prog}: error: refusing to remove {len(removable)} file(s) without a terminal "
-              "to confirm; pass --yes (or --dry-run to list them)", file=sys.stderr)
+        _say(f"{prog}: error: refusing to remove {len(removable)} file(s) without a terminal "
+             "to confirm; pass --yes (or --dry-run to list them)", file=sys.stderr)
         return 2
     try:
         answer = input(f"Remove these {len(removable)} file(s), {_total(total)}? [y/N] ")
     except EOFError:
-        print("\nnothing removed")
+        _say("\nnothing removed")
         return 1
     except KeyboardInterrupt:
-        print("\nnothing removed")
+        _say("\nnothing removed")
         return 130
     if answer.strip().lower() not in ("y", "yes"):
-        print("nothing removed")
+        _say("nothing removed")
         return 0
     return None
+
+
+def _kept_links_note(removable: List[Finding]) -> str:
+    names = defaultdict(int)
+    for f in removable:
+        names[f.ident] += 1
+    kept = sum(1 for f in {f.ident: f for f in removable}.values() if names[f.ident] < f.nlink)
+    return (f"; {kept} hard-linked file(s) keep names outside the search and free nothing"
+            if kept else "")
 
 
 def main(argv=None, prog: str = PROG) -> int:
@@ -381,28 +539,29 @@ def main(argv=None, prog: str = PROG) -> int:
     args = build_parser(prog).parse_args(argv)
     missing = [p for p in args.paths if not os.path.lexists(p)]
     if missing:
-        print(f"{prog}: error: no such file or directory: {missing[0]}", file=sys.stderr)
+        _say(f"{prog}: error: no such file or directory: {_show(missing[0])}", file=sys.stderr)
         return 2
     findings, errors = _scan(args.paths, args.progress or sys.stderr.isatty())
     errors += [(f.path, f.reason) for f in findings if f.kind == "error"]
     for path, message in errors:
-        print(f"cannot read {path}: {message}", file=sys.stderr)
+        _say(f"cannot read {_show(path)}: {message}", file=sys.stderr)
     for f in findings:
         if f.kind == "skipped":
-            print(f"skipped {f.path}: {f.reason}")
+            _say(f"skipped {_show(f.path)}: {f.reason}")
     removable = [f for f in findings if f.removable]
-    total = sum(f.size for f in removable)
+    total = freeable_bytes(removable)
     n_temp = sum(f.kind == "temp" for f in removable)
     temp_note = f"; {n_temp} of them leftover temporary file(s)" if n_temp else ""
+    temp_note += _kept_links_note(removable)
     status = 1 if errors else 0
     if not removable:
-        print("no legacy cache files found")
+        _say("no legacy cache files found")
         return status
     if args.dry_run or not args.yes:
         for f in removable:
-            print(f"would remove {_describe(f)}")
+            _say(f"would remove {_describe(f)}")
     if args.dry_run:
-        print(f"would remove {len(removable)} file(s), freeing {_total(total)}{temp_note}")
+        _say(f"would remove {len(removable)} file(s), freeing {_total(total)}{temp_note}")
         return status
     if not args.yes:
         declined = _confirm(prog, removable, total)
@@ -410,11 +569,11 @@ def main(argv=None, prog: str = PROG) -> int:
             return declined
     result = remove_cache_files(removable)
     for f in result.removed:
-        print(f"removed {_describe(f)}")
+        _say(f"removed {_describe(f)}")
     for f, message in result.failed:
-        print(f"could not remove {f.path}: {message}", file=sys.stderr)
-    print(f"removed {len(result.removed)} file(s), freed {_total(result.bytes_freed)}"
-          + (f"; {len(result.failed)} failed" if result.failed else ""))
+        _say(f"could not remove {_show(f.path)}: {message}", file=sys.stderr)
+    _say(f"removed {len(result.removed)} file(s), freed {_total(result.bytes_freed)}"
+         + (f"; {len(result.failed)} failed" if result.failed else ""))
     return 1 if (result.failed or errors) else status
 
 

@@ -1,9 +1,12 @@
 """The pre-refactor module-level grouping functions, for one transition period.
 
-Importable from :mod:`ptycho.raw_data` as before (through its module
-``__getattr__``, so nothing on the default code path imports this module).
-Each call warns with a ``DeprecationWarning`` naming its replacement and then
-does exactly what the old function did, with the old signature and defaults,
+Importable from :mod:`ptycho.raw_data` as before: ``raw_data`` imports them
+from here, and defines ``get_neighbor_diffraction_and_positions`` itself on
+top of :func:`legacy_group_coords` and :func:`warn_deprecated` (it needs
+``RawData``; this module imports nothing from ``raw_data``, so the imports
+stay one-way). ``generate_grouped_data`` never calls any of them. Each call
+warns with a ``DeprecationWarning`` naming its replacement and then does
+exactly what the old function did, with the old signature and defaults,
 drawing from NumPy's global random state as it did. The neighbour query and
 the row sampler are those of :mod:`ptycho_grouping.legacy`.
 
@@ -25,18 +28,19 @@ from ptycho_grouping.legacy import REMOVAL_VERSION
 
 from . import params
 
-__all__ = ["group_coords", "get_neighbor_diffraction_and_positions", "get_neighbor_indices",
-           "sample_rows", "get_neighbor_self_indices", "calculate_relative_coords"]
+__all__ = ["group_coords", "get_neighbor_indices", "sample_rows", "get_neighbor_self_indices",
+           "calculate_relative_coords", "legacy_group_coords", "warn_deprecated"]
 
 
-def _deprecated(name: str, replacement: str) -> None:
+def warn_deprecated(name: str, replacement: str) -> None:
+    """The DeprecationWarning of the old function ``name``, pointing at its caller."""
     # stacklevel 3: this helper, the deprecated function, then its caller.
     warnings.warn(f"ptycho.raw_data.{name} is deprecated and will be removed in "
                   f"ptycho-grouping {REMOVAL_VERSION}; use {replacement} instead "
                   "(see MIGRATION.md)", DeprecationWarning, stacklevel=3)
 
 
-def _group_coords(xcoords, ycoords, K, C, nsamples):
+def legacy_group_coords(xcoords, ycoords, K, C, nsamples):
     """The old ``group_coords`` without the warning (shared by the wrappers)."""
     xcoords, ycoords = np.asarray(xcoords), np.asarray(ycoords)
     if C is None:
@@ -62,7 +66,7 @@ def get_neighbor_indices(xcoords, ycoords, K=3):
 
     Deprecated: use ``ptycho_grouping.NeighborIndex(coords).neighbors``.
     """
-    _deprecated("get_neighbor_indices", "ptycho_grouping.NeighborIndex(coords).neighbors")
+    warn_deprecated("get_neighbor_indices", "ptycho_grouping.NeighborIndex(coords).neighbors")
     return legacy.neighbor_table(np.column_stack((xcoords, ycoords)), K)
 
 
@@ -71,7 +75,7 @@ def sample_rows(indices, n, m):
 
     Draws from NumPy's global random state. Deprecated: use a grouping strategy.
     """
-    _deprecated("sample_rows", "a ptycho_grouping strategy")
+    warn_deprecated("sample_rows", "a ptycho_grouping strategy")
     return legacy.sample_rows(indices, n, m)
 
 
@@ -80,7 +84,7 @@ def get_neighbor_self_indices(xcoords, ycoords):
 
     Deprecated: use ``RawData.generate_grouped_data`` with gridsize 1.
     """
-    _deprecated("get_neighbor_self_indices", "RawData.generate_grouped_data(gridsize=1)")
+    warn_deprecated("get_neighbor_self_indices", "RawData.generate_grouped_data(gridsize=1)")
     return np.arange(len(xcoords)).reshape(-1, 1)
 
 
@@ -94,8 +98,8 @@ def group_coords(xcoords: np.ndarray, ycoords: np.ndarray, K: int, C: Optional[i
     ``coords_nn`` is ``(B, 1, 2, C)``. Deprecated: use
     ``RawData.generate_grouped_data``.
     """
-    _deprecated("group_coords", "RawData.generate_grouped_data")
-    return _group_coords(xcoords, ycoords, K, C, nsamples)
+    warn_deprecated("group_coords", "RawData.generate_grouped_data")
+    return legacy_group_coords(xcoords, ycoords, K, C, nsamples)
 
 
 def calculate_relative_coords(xcoords, ycoords, K=4, C=None, nsamples=10):
@@ -104,29 +108,7 @@ def calculate_relative_coords(xcoords, ycoords, K=4, C=None, nsamples=10):
     Deprecated: use ``RawData.generate_grouped_data`` (keys ``coords_offsets``,
     ``coords_relative``, ``nn_indices``).
     """
-    _deprecated("calculate_relative_coords", "RawData.generate_grouped_data")
-    nn_indices, coords_nn = _group_coords(xcoords, ycoords, K, C, nsamples)
+    warn_deprecated("calculate_relative_coords", "RawData.generate_grouped_data")
+    nn_indices, coords_nn = legacy_group_coords(xcoords, ycoords, K, C, nsamples)
     offsets, relative = _relative(coords_nn)
     return offsets, relative, nn_indices
-
-
-def get_neighbor_diffraction_and_positions(ptycho_data, N, K=6, C=None, nsamples=10):
-    """The grouped-data dictionary of ``ptycho_data`` for :func:`group_coords` groups.
-
-    ``ptycho_data`` is a ``RawData`` (or any object with its attributes). The
-    dictionary has the keys and shapes ``RawData.generate_grouped_data``
-    returns. Deprecated: use ``RawData.generate_grouped_data``.
-    """
-    _deprecated("get_neighbor_diffraction_and_positions", "RawData.generate_grouped_data")
-    from .raw_data import RawData  # lazily: raw_data imports this module lazily too
-
-    if not isinstance(ptycho_data, RawData):
-        ptycho_data = RawData(
-            ptycho_data.xcoords, ptycho_data.ycoords,
-            getattr(ptycho_data, "xcoords_start", ptycho_data.xcoords),
-            getattr(ptycho_data, "ycoords_start", ptycho_data.ycoords),
-            ptycho_data.diff3d, getattr(ptycho_data, "probeGuess", None),
-            getattr(ptycho_data, "scan_index", np.zeros(len(ptycho_data.xcoords), np.int64)),
-            getattr(ptycho_data, "objectGuess", None), getattr(ptycho_data, "Y", None))
-    nn_indices, _ = _group_coords(ptycho_data.xcoords, ptycho_data.ycoords, K, C, nsamples)
-    return ptycho_data._grouped(nn_indices, N)

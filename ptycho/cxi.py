@@ -1,15 +1,24 @@
 """Reading CXI files (HDF5) without loading the patterns.
 
-The patterns stay an h5py dataset inside the returned RawData, so grouping
-reads only the frames it needs. Needs the ``hdf5`` extra (h5py).
+:func:`read_cxi` returns the positions and probe as arrays and the patterns
+as an open h5py dataset; ``RawData.from_cxi`` builds the dataset object from
+them, so grouping reads only the frames it needs. Needs the ``hdf5`` extra
+(h5py).
 """
 from __future__ import annotations
 
 import math
 import numbers
 import warnings
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import numpy as np
+
+try:
+    import h5py
+except ImportError:  # the optional hdf5 extra; read_cxi says how to install it
+    h5py = None
 
 DATA = "entry_1/data_1/data"
 TRANSLATION = "entry_1/sample_1/geometry_1/translation"
@@ -70,17 +79,39 @@ def _probe(f):
     warnings.warn(f"{PROBE} holds {len(modes)} probe modes (shape {probe.shape}); keeping "
                   f"mode {keep}, the strongest ({100 * power[keep] / power.sum():.0f}% of the "
                   "power), as probeGuess, which PtychoPINN expects to be 2-D", UserWarning,
-                  stacklevel=3)
+                  stacklevel=4)
     return modes[keep]
 
 
-def read_cxi(path, pixel_size=None):
-    """A RawData over a CXI file: patterns lazy, positions in object pixels.
+@dataclass(frozen=True)
+class CxiScan:
+    """What a CXI file holds for grouping.
+
+    Attributes
+    ----------
+    xcoords, ycoords : ndarray of shape (M,)
+        Positions in object pixels, shifted so the smallest is 0.
+    patterns : h5py.Dataset of shape (M, N, N)
+        The diffraction patterns, unread.
+    probe : ndarray of shape (N, N) or None
+    file : h5py.File
+        The open file behind ``patterns``; close it when done with them.
+    """
+
+    xcoords: np.ndarray
+    ycoords: np.ndarray
+    patterns: Any
+    probe: Optional[np.ndarray]
+    file: Any
+
+
+def read_cxi(path, pixel_size=None) -> CxiScan:
+    """Positions (object pixels), probe and the unread patterns of a CXI file.
 
     Positions come from ``entry_1/sample_1/geometry_1/translation`` (metres,
     x and y columns) divided by ``pixel_size``, which is computed from the
     beam energy, detector distance and detector pixel size when not given.
-    The file stays open for as long as the RawData uses its patterns.
+    The file is returned open (``CxiScan.file``); on any error it is closed.
 
     ``pixel_size`` must be a positive finite real number. Energy, distance
     and pixel size may be stored as scalars or 1-element arrays. A probe of
@@ -88,12 +119,8 @@ def read_cxi(path, pixel_size=None):
     """
     if pixel_size is not None:
         pixel_size = _positive_real("pixel_size", pixel_size)
-    try:
-        import h5py
-    except ImportError:
-        raise ImportError("reading CXI files needs h5py: pip install 'ptycho-grouping[hdf5]'") from None
-    from .raw_data import RawData
-
+    if h5py is None:
+        raise ImportError("reading CXI files needs h5py: pip install 'ptycho-grouping[hdf5]'")
     f = h5py.File(path, "r")
     try:
         missing = [k for k in (DATA, TRANSLATION) if k not in f]
@@ -105,10 +132,7 @@ def read_cxi(path, pixel_size=None):
             raise ValueError(f"{TRANSLATION} must have shape (M, 2 or 3), got {translation.shape}")
         scale = pixel_size if pixel_size is not None else object_pixel_size(f, patterns.shape[-1])
         x, y = translation[:, 0] / scale, translation[:, 1] / scale
-        raw = RawData.from_coords_without_pc(x - x.min(), y - y.min(), patterns, _probe(f),
-                                             np.zeros(len(x), np.int64))
+        return CxiScan(x - x.min(), y - y.min(), patterns, _probe(f), f)
     except BaseException:
         f.close()
         raise
-    raw._source_file = f  # keeps the HDF5 file open while the patterns are used
-    return raw

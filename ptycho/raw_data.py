@@ -1,14 +1,21 @@
 """RawData: scan positions, diffraction patterns, probe and object, and grouping.
 
-A drop-in for PtychoPINN's ``ptycho.raw_data.RawData``. ``generate_grouped_data``
+A drop-in for PtychoPINN's ``ptycho.raw_data``. ``RawData.generate_grouped_data``
 has one code path for every gridsize: it asks the strategy registry for the
 configured strategy, gets ``(B, C)`` group indices, and gathers the arrays
-PtychoPINN consumers read.
+PtychoPINN consumers read. The module keeps PtychoPINN's module-level names
+(:func:`normalize_data`, :func:`get_relative_coords`,
+:func:`get_image_patches`, :data:`local_offset_sign`,
+:data:`key_coords_offsets`, :data:`key_coords_relative`) and, for one
+transition period, the deprecated grouping functions.
 """
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -21,12 +28,32 @@ from ptycho_grouping.registry import DEFAULT_STRATEGY
 from ptycho_grouping.strategy import check_bool, check_positive_int, check_rng
 
 from . import params
+from ._deprecated import (  # noqa: F401 - the deprecated names stay importable from here
+    calculate_relative_coords,
+    get_neighbor_indices,
+    get_neighbor_self_indices,
+    group_coords,
+    legacy_group_coords,
+    sample_rows,
+    warn_deprecated,
+)
+from .cxi import read_cxi
 from .patches import extract_patches
 from .pattern_store import check_store, gather_frames
 
-__all__ = ["RawData", "REQUIRED_KEYS", "OPTIONAL_KEYS"]
+__all__ = ["RawData", "REQUIRED_KEYS", "OPTIONAL_KEYS", "METADATA_KEY", "normalize_data",
+           "get_relative_coords", "get_image_patches", "local_offset_sign",
+           "key_coords_offsets", "key_coords_relative", "metadata_mismatches",
+           "group_coords", "get_neighbor_diffraction_and_positions", "get_neighbor_indices",
+           "sample_rows", "get_neighbor_self_indices", "calculate_relative_coords"]
 
 log = logging.getLogger(__name__)
+
+#: PtychoPINN's sign of ``coords_relative``: ``local_offset_sign * (coords_nn - coords_offsets)``.
+local_offset_sign = -1
+#: The output keys PtychoPINN's model reads the group offsets from.
+key_coords_offsets = "coords_start_offsets"
+key_coords_relative = "coords_start_relative"
 
 #: NPZ members a dataset file must have (``diffraction`` is accepted for ``diff3d``).
 REQUIRED_KEYS = ("xcoords", "ycoords", "diff3d")
@@ -41,34 +68,11 @@ OPTIONAL_KEYS = {
     "objectGuess": "None",
     "Y": "None",
 }
-
-# Old module-level functions, kept importable for one transition period by a
-# shim that warns and forwards to the legacy strategy (see ptycho._deprecated).
-_DEPRECATED = ("group_coords", "get_neighbor_diffraction_and_positions", "get_neighbor_indices",
-               "sample_rows", "get_neighbor_self_indices", "calculate_relative_coords")
+#: NPZ member holding the dataset's metadata as JSON text (PtychoPINN's ``MetadataManager``).
+METADATA_KEY = "_metadata"
 
 
-def __getattr__(name):
-    if name in _DEPRECATED:
-        from . import _deprecated
-        return getattr(_deprecated, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _coordinate(name: str, value, length: Optional[int] = None) -> np.ndarray:
-    arr = np.asarray(value)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
-    if length is not None and arr.shape[0] != length:
-        raise ValueError(f"{name} has {arr.shape[0]} entries but xcoords has {length}")
-    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise TypeError(f"{name} must be real numbers, got dtype {arr.dtype}")
-    if not np.isfinite(arr).all():
-        bad = np.flatnonzero(~np.isfinite(arr))
-        raise ValueError(f"{name} must be finite: {bad.size} non-finite value(s), "
-                         f"first at index {bad[0]}: {arr[bad[0]]}")
-    return arr
-
+# -- checks run when an attribute is assigned -----------------------------------
 
 def _check_dtype(name: str, dtype, real: bool = False) -> None:
     """Refuse a dtype other than integer, float and (unless ``real``) complex.
@@ -83,8 +87,49 @@ def _check_dtype(name: str, dtype, real: bool = False) -> None:
         raise TypeError(f"{name} must hold {what}, got dtype {dtype}")
 
 
-def _numeric_2d(name: str, value) -> Optional[np.ndarray]:
-    """``value`` as a 2-D real or complex array, or None."""
+def _coordinates(name: str, value, owner) -> np.ndarray:
+    """A private, read-only copy of a 1-D array of finite real numbers.
+
+    Read-only so that an in-place edit (``raw.xcoords[0] = ...``) raises
+    instead of silently leaving the cached neighbour index stale; assigning
+    a new array is the way to change positions. The caller's array is not
+    touched.
+    """
+    arr = np.array(value, copy=True)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise TypeError(f"{name} must be real numbers, got dtype {arr.dtype}")
+    if not np.isfinite(arr).all():
+        bad = np.flatnonzero(~np.isfinite(arr))
+        raise ValueError(f"{name} must be finite: {bad.size} non-finite value(s), "
+                         f"first at index {bad[0]}: {arr[bad[0]]}")
+    arr.flags.writeable = False
+    return arr
+
+
+def _patterns(name: str, value, owner):
+    """A pattern stack ``(M, N, N)`` of real numbers, or None; checked from shape and dtype only."""
+    if value is None:
+        return None
+    store = check_store(name, value)
+    _check_dtype(name, store.dtype, real=True)  # from the dtype: lazy stores stay unread
+    if store.shape[1] != store.shape[2]:
+        raise ValueError(f"{name} patterns must be square, got {store.shape[1]}x{store.shape[2]}")
+    return store
+
+
+def _patches(name: str, value, owner):
+    """Ground-truth patches ``(M, N, N)`` of numbers (complex allowed), or None."""
+    if value is None:
+        return None
+    store = check_store(name, value)
+    _check_dtype(name, store.dtype)
+    return store
+
+
+def _image(name: str, value, owner) -> Optional[np.ndarray]:
+    """A 2-D real or complex array, or None."""
     if value is None:
         return None
     arr = np.asarray(value)
@@ -94,11 +139,260 @@ def _numeric_2d(name: str, value) -> Optional[np.ndarray]:
     return arr
 
 
+def _scan_index(name: str, value, owner) -> np.ndarray:
+    """A 1-D array; None gives ``zeros(M, int64)``, as PtychoPINN's ``from_file`` does."""
+    if value is None:
+        return np.zeros(len(owner.xcoords), dtype=np.int64)
+    arr = np.asarray(value)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    return arr
+
+
+class _Checked:
+    """An attribute checked by ``check(name, value, owner)`` each time it is assigned.
+
+    ``positions=True`` marks the scan positions: assigning one drops the
+    cached neighbour indexes.
+    """
+
+    def __init__(self, check, *, positions: bool = False):
+        self.check, self.positions = check, positions
+
+    def __set_name__(self, owner, name):
+        self.name, self.slot = name, "_" + name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        return obj.__dict__[self.slot]
+
+    def __set__(self, obj, value):
+        obj.__dict__[self.slot] = self.check(self.name, value, obj)
+        if self.positions:
+            obj.__dict__["_indexes"] = {}
+
+
+def _usable_patches(path, Y, m_shape, diff3d):
+    """A file's ``Y`` as ``(M, N, N)``, or None with a warning when it does not fit.
+
+    PtychoPINN's ``from_file`` never reads ``Y``, so a file whose ``Y`` does
+    not match its patterns (a singleton ``(1, N, N, 1)`` placeholder, say)
+    loads there; here it loads too, without ``Y``. A trailing channel axis of
+    1 is dropped (a view: memory-mapped stores stay unread).
+    """
+    if Y is None:
+        return None
+    if Y.ndim == 4 and Y.shape[-1] == 1:
+        Y = Y[..., 0]
+    expected = tuple(m_shape) + tuple(np.shape(diff3d)[1:])
+    if tuple(Y.shape) != expected:
+        warnings.warn(f"{path}: Y has shape {tuple(Y.shape)}, not {expected} like the "
+                      "patterns; Y ignored (PtychoPINN's from_file does not read it either)",
+                      UserWarning, stacklevel=3)
+        return None
+    return Y
+
+
 def _as_path(name: str, value) -> Path:
     if not isinstance(value, (str, os.PathLike)):
         raise TypeError(f"{name} must be a path (str or os.PathLike), got {value!r} "
                         f"of type {type(value).__name__}")
     return Path(value)
+
+
+# -- metadata -------------------------------------------------------------------
+
+def _metadata_from_member(path, member) -> Optional[dict]:
+    """The JSON object in a ``_metadata`` member, or None with a warning naming the file."""
+    if member is None:
+        return None
+    arr = np.asarray(member)
+    text = arr.item() if arr.ndim == 0 and arr.dtype.kind in "US" else None
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    try:
+        metadata = json.loads(text) if text is not None else None
+    except json.JSONDecodeError as exc:
+        warnings.warn(f"{path}: {METADATA_KEY} is not valid JSON ({exc}); metadata ignored",
+                      UserWarning, stacklevel=3)
+        return None
+    if not isinstance(metadata, dict):
+        warnings.warn(f"{path}: {METADATA_KEY} does not hold a JSON object (got "
+                      f"{type(metadata).__name__}, dtype {arr.dtype}, shape {arr.shape}); "
+                      "metadata ignored", UserWarning, stacklevel=3)
+        return None
+    return metadata
+
+
+def _json_default(value):
+    """NumPy scalars and arrays as JSON numbers and lists (as PtychoPINN's encoder does)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"metadata holds {value!r} of type {type(value).__name__}, "
+                    "which cannot be written as JSON")
+
+
+def metadata_mismatches(metadata: Optional[dict], config) -> list:
+    """Messages for the physics parameters a file's metadata and ``config`` disagree on.
+
+    Compares ``physics_parameters`` ``nphotons``, ``N`` and ``gridsize`` of
+    the metadata with ``config.nphotons``, ``config.model.N`` and
+    ``config.model.gridsize`` (a config lacking one is not compared on it).
+    """
+    physics = (metadata or {}).get("physics_parameters") or {}
+    model = getattr(config, "model", None)
+    current = {"nphotons": getattr(config, "nphotons", None),
+               "N": getattr(model, "N", None), "gridsize": getattr(model, "gridsize", None)}
+    out = []
+    for key, now in current.items():
+        stored = physics.get(key)
+        if stored is None or now is None:
+            continue
+        same = (math.isclose(stored, now, rel_tol=0, abs_tol=1e-9) if key == "nphotons"
+                else stored == now)
+        if not same:
+            out.append(f"{key} mismatch: dataset={stored}, config={now}")
+    return out
+
+
+# -- errors in the caller's words ------------------------------------------------
+
+def _callers_terms(message: str, gridsize: int) -> str:
+    """An engine message with the engine's parameter names replaced by the caller's.
+
+    The engine says ``n_groups``, ``group_size``, ``neighbors`` and ``rng``;
+    ``generate_grouped_data`` and ``group_indices`` take ``nsamples``,
+    ``gridsize``, ``K`` and ``seed``.
+    """
+    c = gridsize * gridsize
+    rules = (
+        (r"\bneighbors \(K=(\d+)\)", r"K=\1"),
+        (r"\bgroup_size \(C=\d+\)", f"gridsize={gridsize} (C={c})"),
+        (r"\bgroup_size=\d+", f"gridsize={gridsize} (C={c})"),
+        (r"\bgroup_size\b", "gridsize**2"),
+        (r"\bn_groups\b", "nsamples"),
+        (r"\bneighbors(?==)", "K"),
+        (r"\braise neighbors\b", "raise K (or set neighbor_pool_size)"),
+        (r"\brng(?==)", "seed"),
+        (r"\bsequential(?==)", "sequential_sampling"),
+    )
+    for pattern, replacement in rules:
+        message = re.sub(pattern, replacement, message)
+    return message
+
+
+def _reraise_in_callers_terms(exc: Exception, gridsize: int):
+    """``exc`` again, its message in the caller's parameter names."""
+    message = str(exc)
+    translated = _callers_terms(message, gridsize)
+    if translated == message:
+        raise exc
+    try:
+        new = type(exc)(translated)
+    except Exception:  # an exception class that takes other arguments: keep it as it is
+        raise exc from None
+    raise new from exc
+
+
+# -- PtychoPINN's module-level functions --------------------------------------------
+
+def get_relative_coords(coords_nn):
+    """``(coords_offsets, coords_relative)`` of grouped coordinates, as PtychoPINN computes them.
+
+    Parameters
+    ----------
+    coords_nn : ndarray of shape (B, 1, 2, C)
+
+    Returns
+    -------
+    coords_offsets : ndarray of shape (B, 1, 2, 1)
+        Mean over the ``C`` members.
+    coords_relative : ndarray of shape (B, 1, 2, C)
+        ``local_offset_sign * (coords_nn - coords_offsets)``.
+    """
+    coords_nn = np.asarray(coords_nn)
+    if coords_nn.ndim != 4:
+        raise ValueError(f"coords_nn must be 4-D (B, 1, 2, C), got shape {coords_nn.shape}")
+    offsets = coords_nn.mean(axis=3, keepdims=True)
+    return offsets, local_offset_sign * (coords_nn - offsets)
+
+
+def normalize_data(dset: dict, N: int) -> np.ndarray:
+    """PtychoPINN's ``X_full``: ``dset['diffraction']`` scaled to mean energy ``(N/2)**2``, float32.
+
+    The energies are summed in float64 (no overflow for ``uint16`` patterns);
+    the result is float32 whatever the input dtype.
+
+    Parameters
+    ----------
+    dset : dict
+        Has ``'diffraction'`` of shape ``(B, N, N, C)``.
+    N : int
+    """
+    N = check_positive_int("N", N)
+    diffraction = dset["diffraction"]
+    if np.ndim(diffraction) != 4:
+        raise ValueError("dset['diffraction'] must be 4-D (B, N, N, C), got shape "
+                         f"{np.shape(diffraction)}")
+    scale = normalisation_scale(pattern_energies(diffraction), N)
+    return np.asarray(diffraction).astype(np.float32, copy=False) * np.float32(scale)
+
+
+def get_image_patches(gt_image, global_offsets, local_offsets, N=None, gridsize=None):
+    """Object patches for groups, channels-last complex64 ``(B, N, N, C)``; NumPy only.
+
+    For each member the object is zero-padded by ``N//2``, translated by
+    ``-(global_offsets + local_offsets)`` (x, y) with bilinear interpolation,
+    and its top-left ``N x N`` window kept: the patches
+    ``generate_grouped_data`` returns as ``Y`` when the dataset has no ``Y``.
+    PtychoPINN returns a TensorFlow tensor; this returns a NumPy array.
+
+    Parameters
+    ----------
+    gt_image : array_like of shape (H, W)
+    global_offsets : array_like of shape (B, 1, 2, 1)
+    local_offsets : array_like of shape (B, 1, 2, C)
+    N : int, optional
+        Patch size; default ``params.get('N')``.
+    gridsize : int, optional
+        ``C = gridsize**2``; default ``params.get('gridsize')``.
+    """
+    N = check_positive_int("N", params.get("N") if N is None else N)
+    gridsize = check_positive_int("gridsize", params.get("gridsize") if gridsize is None
+                                  else gridsize)
+    c = gridsize * gridsize
+    shifts = np.asarray(global_offsets, dtype=np.float64) + np.asarray(local_offsets)
+    if shifts.ndim != 4 or shifts.shape[1:3] != (1, 2) or shifts.shape[3] != c:
+        raise ValueError(f"global_offsets + local_offsets must have shape (B, 1, 2, {c}) for "
+                         f"gridsize={gridsize}, got {shifts.shape}")
+    b = shifts.shape[0]
+    patches = extract_patches(gt_image, np.moveaxis(shifts[:, 0], 1, 2).reshape(-1, 2), N)
+    return np.moveaxis(patches.reshape(b, c, N, N), 1, 3)
+
+
+def get_neighbor_diffraction_and_positions(ptycho_data, N, K=6, C=None, nsamples=10):
+    """The grouped-data dictionary of ``ptycho_data`` for the old ``group_coords`` groups.
+
+    ``ptycho_data`` is a ``RawData`` (or any object with its attributes). The
+    dictionary has the keys and shapes ``RawData.generate_grouped_data``
+    returns. Deprecated: use ``RawData.generate_grouped_data``.
+    """
+    warn_deprecated("get_neighbor_diffraction_and_positions", "RawData.generate_grouped_data")
+    if not isinstance(ptycho_data, RawData):
+        ptycho_data = RawData(
+            ptycho_data.xcoords, ptycho_data.ycoords,
+            getattr(ptycho_data, "xcoords_start", ptycho_data.xcoords),
+            getattr(ptycho_data, "ycoords_start", ptycho_data.ycoords),
+            ptycho_data.diff3d, getattr(ptycho_data, "probeGuess", None),
+            getattr(ptycho_data, "scan_index", None),
+            getattr(ptycho_data, "objectGuess", None), getattr(ptycho_data, "Y", None))
+    nn_indices, _ = legacy_group_coords(ptycho_data.xcoords, ptycho_data.ycoords, K, C, nsamples)
+    return ptycho_data._grouped(nn_indices, N)
 
 
 class RawData:
@@ -110,12 +404,14 @@ class RawData:
         Scan positions (pixels).
     xcoords_start, ycoords_start : array_like of shape (M,)
         Start positions (PtychoPINN keeps both; often equal to the above).
-    diff3d : array_like of shape (M, N, N)
+    diff3d : array_like of shape (M, N, N), or None
         Diffraction amplitudes, one square pattern per position. Any store
         with ``shape``, ``dtype`` and integer-array indexing (``np.memmap``,
         h5py dataset, Zarr or Dask array) is kept unread; grouping reads only
-        the frames it needs (see :mod:`ptycho.pattern_store`).
-        Must hold real numbers (checked from the dtype alone).
+        the frames it needs (see :mod:`ptycho.pattern_store`). Must hold real
+        numbers (checked from the dtype alone). None makes a coordinates-only
+        RawData (as PtychoPINN's product import does): :meth:`group_indices`
+        works, :meth:`generate_grouped_data` says it needs patterns.
     probeGuess : array_like, 2-D, or None
         Not used by grouping.
     scan_index : array_like of shape (M,), or None
@@ -127,60 +423,72 @@ class RawData:
         output ``Y`` when present. A lazy store like ``diff3d``.
     norm_Y_I : optional
         Kept for compatibility; not used by grouping.
+    metadata : dict, optional
+        The dataset's metadata (PtychoPINN's ``_metadata`` JSON), written
+        back by :meth:`to_file`.
 
-    The arrays are checked again, cheaply, each time groups are made, so
-    attributes reassigned or edited in place after construction are caught.
+    Attributes
+    ----------
+    sample_indices : ndarray or None
+        Set by loaders that subsample a file (PtychoPINN's ``load_data``):
+        the file rows this RawData holds. Copied into the grouped output.
+
+    Notes
+    -----
+    Every array is checked when it is assigned, in the constructor or later
+    (``raw.diff3d = ...``); the lengths are compared again (shapes only) when
+    groups are made. The positions are kept as private read-only copies: an
+    in-place edit such as ``raw.xcoords[0] = 5`` raises ``ValueError``
+    (assignment destination is read-only); assign a new array instead. So the
+    neighbour index built on the first call is reused by every later call
+    until positions are assigned, and a second call costs O(nsamples), not
+    O(M).
     """
 
+    xcoords = _Checked(_coordinates, positions=True)
+    ycoords = _Checked(_coordinates, positions=True)
+    xcoords_start = _Checked(_coordinates)
+    ycoords_start = _Checked(_coordinates)
+    diff3d = _Checked(_patterns)
+    probeGuess = _Checked(_image)
+    scan_index = _Checked(_scan_index)
+    objectGuess = _Checked(_image)
+    Y = _Checked(_patches)
+
     def __init__(self, xcoords, ycoords, xcoords_start, ycoords_start, diff3d,
-                 probeGuess, scan_index, objectGuess=None, Y=None, norm_Y_I=None):
+                 probeGuess, scan_index, objectGuess=None, Y=None, norm_Y_I=None,
+                 metadata=None):
         self.xcoords, self.ycoords = xcoords, ycoords
         self.xcoords_start, self.ycoords_start = xcoords_start, ycoords_start
         self.diff3d, self.probeGuess, self.objectGuess, self.Y = diff3d, probeGuess, objectGuess, Y
-        if scan_index is None:  # as upstream allows; from_file's default
-            scan_index = np.zeros(np.shape(xcoords)[:1], dtype=np.int64)
         self.scan_index = scan_index
         self.norm_Y_I = norm_Y_I
-        self._index: Optional[NeighborIndex] = None
-        self._validate()
+        self.metadata = metadata
+        self.sample_indices = None
+        self.subsample_seed = None
+        self._source_file = None
+        self._check_lengths()
 
-    def _validate(self) -> None:
-        """Check every array and store the checked ones back, converted to NumPy.
-
-        Called by the constructor and again before grouping: a few passes over
-        ``M`` numbers, and only the dtype and shape of the pattern stores, so
-        lazy stores stay unread.
-        """
-        self.xcoords = _coordinate("xcoords", self.xcoords)
+    def _check_lengths(self) -> None:
+        """The arrays agree on ``M`` and on the pattern size (shapes only: O(1))."""
         m = self.xcoords.shape[0]
         if m == 0:
             raise ValueError("xcoords must hold at least one scan position, got 0")
-        self.ycoords = _coordinate("ycoords", self.ycoords, m)
-        self.xcoords_start = _coordinate("xcoords_start", self.xcoords_start, m)
-        self.ycoords_start = _coordinate("ycoords_start", self.ycoords_start, m)
-        diff3d = self.diff3d = check_store("diff3d", self.diff3d)
-        _check_dtype("diff3d", diff3d.dtype, real=True)  # from the dtype: lazy stores stay unread
-        if diff3d.shape[0] != m:
+        for name in ("ycoords", "xcoords_start", "ycoords_start"):
+            n = getattr(self, name).shape[0]
+            if n != m:
+                raise ValueError(f"{name} has {n} entries but xcoords has {m}")
+        diff3d, Y = self.diff3d, self.Y
+        if diff3d is not None and diff3d.shape[0] != m:
             raise ValueError(f"diff3d has {diff3d.shape[0]} patterns but xcoords has {m} positions")
-        if diff3d.shape[1] != diff3d.shape[2]:
-            raise ValueError("diff3d patterns must be square, got "
-                             f"{diff3d.shape[1]}x{diff3d.shape[2]}")
-        self.probeGuess = _numeric_2d("probeGuess", self.probeGuess)
-        self.scan_index = np.asarray(self.scan_index)
         if self.scan_index.shape != (m,):
             raise ValueError(f"scan_index must have shape ({m},), got {self.scan_index.shape}")
-        self.objectGuess = _numeric_2d("objectGuess", self.objectGuess)
-        if self.Y is not None:
-            self._validate_y(m)
-
-    def _validate_y(self, m: int) -> None:
-        Y = self.Y = check_store("Y", self.Y)
-        if Y.shape[0] != m:
-            raise ValueError(f"Y has {Y.shape[0]} patches but xcoords has {m} positions")
-        if tuple(Y.shape[1:]) != tuple(self.diff3d.shape[1:]):
-            raise ValueError(f"Y patches are {Y.shape[1]}x{Y.shape[2]} but diff3d patterns are "
-                             f"{self.diff3d.shape[1]}x{self.diff3d.shape[2]}")
-        _check_dtype("Y", Y.dtype)
+        if Y is not None:
+            if Y.shape[0] != m:
+                raise ValueError(f"Y has {Y.shape[0]} patches but xcoords has {m} positions")
+            if diff3d is not None and tuple(Y.shape[1:]) != tuple(diff3d.shape[1:]):
+                raise ValueError(f"Y patches are {Y.shape[1]}x{Y.shape[2]} but diff3d patterns "
+                                 f"are {diff3d.shape[1]}x{diff3d.shape[2]}")
 
     # -- construction and I/O ------------------------------------------------
 
@@ -192,39 +500,73 @@ class RawData:
                        objectGuess)
 
     @staticmethod
-    def from_file(path, mmap: bool = False) -> "RawData":
+    def from_file(train_data_file_path, validate_config: bool = False, current_config=None,
+                  mmap: bool = False) -> "RawData":
         """Load a PtychoPINN-style NPZ (``allow_pickle=False``).
 
-        Required members: ``xcoords ycoords diff3d`` (``diffraction`` is
-        accepted for ``diff3d``); see :data:`REQUIRED_KEYS`. Missing optional
-        members default as in :data:`OPTIONAL_KEYS`: start coordinates to the
-        coordinates, ``scan_index`` to zeros, ``probeGuess``, ``objectGuess``
-        and ``Y`` to None. A member that holds the pickled ``None`` of
-        PtychoPINN's ``to_file`` (``np.savez(..., objectGuess=None)``) counts
-        as missing; it is recognised from its header and never unpickled.
+        Parameters
+        ----------
+        train_data_file_path : str or os.PathLike
+            The NPZ. Required members: ``xcoords ycoords diff3d``
+            (``diffraction`` is accepted for ``diff3d``); see
+            :data:`REQUIRED_KEYS`. Missing optional members default as in
+            :data:`OPTIONAL_KEYS`; one that holds the pickled ``None`` of
+            PtychoPINN's ``to_file`` counts as missing (recognised from its
+            header, never unpickled).
+        validate_config : bool, default False
+            With ``current_config``, log a warning for each physics parameter
+            (``nphotons``, ``N``, ``gridsize``) on which the file's metadata
+            and the config disagree, as PtychoPINN does.
+        current_config : TrainingConfig, optional
+        mmap : bool, default False
+            Memory-map the pattern stacks (``diff3d``/``diffraction`` and
+            ``Y``) of an uncompressed NPZ read-only instead of loading them,
+            so a file of any size opens in constant memory.
 
-        With ``mmap=True`` the pattern stacks (``diff3d``/``diffraction``
-        and ``Y``) of an uncompressed NPZ are memory-mapped read-only instead
-        of loaded, so a file of any size opens in constant memory.
+        The ``_metadata`` member PtychoPINN's tools write (JSON text, stored
+        as a pickled 0-d object array) becomes :attr:`metadata`; it is read
+        without unpickling anything, and any other pickle there is skipped
+        with a warning naming the file.
         """
+        path = train_data_file_path
         data = load_npz(path, mmap_keys=("diff3d", "diffraction", "Y") if mmap else (),
-                        optional_keys=tuple(OPTIONAL_KEYS))
+                        optional_keys=tuple(OPTIONAL_KEYS), text_keys=(METADATA_KEY,))
+        metadata = _metadata_from_member(path, data.pop(METADATA_KEY, None))
         if "diff3d" not in data and "diffraction" in data:
             data["diff3d"] = data.pop("diffraction")
         missing = [k for k in REQUIRED_KEYS if k not in data]
         if missing:
             raise ValueError(f"{path} lacks required key(s) {', '.join(missing)} "
                              f"(found: {', '.join(sorted(data)) or 'none'})")
+        if validate_config and current_config is not None:
+            for message in metadata_mismatches(metadata, current_config):
+                log.warning("Parameter mismatch in %s: %s", path, message)
         x, y = data["xcoords"], data["ycoords"]
+        Y = _usable_patches(path, data.get("Y"), np.shape(x)[:1], data["diff3d"])
         return RawData(x, y, data.get("xcoords_start", x), data.get("ycoords_start", y),
                        data["diff3d"], data.get("probeGuess"), data.get("scan_index"),
-                       data.get("objectGuess"), data.get("Y"))
+                       data.get("objectGuess"), Y, metadata=metadata)
 
     @staticmethod
     def from_cxi(path, pixel_size=None) -> "RawData":
-        """Open a CXI file lazily (patterns stay in the file); see :mod:`ptycho.cxi`."""
-        from .cxi import read_cxi
-        return read_cxi(path, pixel_size)
+        """Open a CXI file lazily (patterns stay in the file); see :func:`ptycho.cxi.read_cxi`.
+
+        The HDF5 file stays open while the RawData exists; :meth:`close` closes it.
+        """
+        scan = read_cxi(path, pixel_size)
+        try:
+            raw = RawData.from_coords_without_pc(scan.xcoords, scan.ycoords, scan.patterns,
+                                                 scan.probe, np.zeros(len(scan.xcoords), np.int64))
+        except BaseException:
+            scan.file.close()
+            raise
+        raw._source_file = scan.file
+        return raw
+
+    def close(self) -> None:
+        """Close the file the patterns are read from, if this RawData opened one (CXI)."""
+        if self._source_file is not None:
+            self._source_file.close()
 
     @staticmethod
     def from_files(train_data_file_path, test_data_file_path):
@@ -256,8 +598,8 @@ class RawData:
 
         Positions, start positions, patterns and scan indices are
         concatenated in the order given; ``Y`` too when every file has it
-        (otherwise it is dropped, with a warning). The probe and object come
-        from the first file.
+        (otherwise it is dropped, with a warning). The probe, object and
+        metadata come from the first file.
 
         Parameters
         ----------
@@ -290,16 +632,20 @@ class RawData:
 
         return RawData(cat("xcoords"), cat("ycoords"), cat("xcoords_start"), cat("ycoords_start"),
                        cat("diff3d"), parts[0].probeGuess, cat("scan_index"),
-                       parts[0].objectGuess, Y)
+                       parts[0].objectGuess, Y, metadata=parts[0].metadata)
 
-    def to_file(self, path) -> Path:
+    def to_file(self, file_path) -> Path:
         """Write the NPZ that :meth:`from_file` reads, atomically (dtypes kept).
 
-        As with ``np.savez``, ``.npz`` is appended to ``path`` when it does not
-        already end with it. ``None`` members (probe, object, ``Y``) are left
-        out rather than pickled. Returns the path written.
+        As with ``np.savez``, ``.npz`` is appended to ``file_path`` when it
+        does not already end with it. ``None`` members (patterns, probe,
+        object, ``Y``) are left out rather than pickled. :attr:`metadata`, when
+        set, is written as ``_metadata``: its JSON text in a 0-d unicode
+        array, which PtychoPINN's loader reads (``str(arr.item())``, then
+        ``json.loads``) and which is not a pickle. Returns the path written.
         """
-        path = os.fspath(path)
+        self._check_lengths()
+        path = os.fspath(file_path)
         if not path.endswith(".npz"):
             path += ".npz"
         arrays = {
@@ -308,35 +654,95 @@ class RawData:
             "diff3d": self.diff3d, "probeGuess": self.probeGuess, "scan_index": self.scan_index,
             "objectGuess": self.objectGuess, "Y": self.Y,
         }
+        if self.metadata is not None:
+            arrays[METADATA_KEY] = np.array(json.dumps(self.metadata, default=_json_default))
         return atomic_savez(path, {k: v for k, v in arrays.items() if v is not None})
 
     def __len__(self) -> int:
         return self.xcoords.shape[0]
 
+    def __getstate__(self) -> dict:
+        # The neighbour indexes hold a lock and an open CXI file cannot be
+        # pickled; both are rebuilt or reopened on the other side as needed.
+        state = dict(self.__dict__)
+        state["_indexes"], state["_source_file"] = {}, None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        for name in ("_xcoords", "_ycoords", "_xcoords_start", "_ycoords_start"):
+            self.__dict__[name].flags.writeable = False  # unpickled arrays come back writable
+
+    def __str__(self) -> str:
+        def shape(name):
+            value = getattr(self, name)
+            return "None" if value is None else f"{tuple(value.shape)} {np.dtype(value.dtype)}"
+
+        def span(name):
+            values = getattr(self, name)
+            return f"[{values.min():.6g}, {values.max():.6g}]"
+
+        patterns = ("no diffraction patterns" if self.diff3d is None else
+                    f"{self.diff3d.shape[1]}x{self.diff3d.shape[2]} diffraction patterns")
+        lines = [f"RawData: {len(self)} scan positions, {patterns}"]
+        for name in ("xcoords", "ycoords", "xcoords_start", "ycoords_start"):
+            lines.append(f"  {name}: {shape(name)}, range {span(name)}")
+        for name in ("diff3d", "probeGuess", "scan_index", "objectGuess", "Y"):
+            lines.append(f"  {name}: {shape(name)}")
+        if self.metadata is not None:
+            lines.append(f"  metadata: {', '.join(sorted(self.metadata))}")
+        return "\n".join(lines)
+
     # -- grouping --------------------------------------------------------------
 
-    def _neighbor_index(self) -> NeighborIndex:
-        """The neighbour index of the current coordinates, reused while they hold.
+    def _subsample(self, n_subsample, subsample_seed) -> Optional[np.ndarray]:
+        """The sorted scan points to group from, or None for all of them.
 
-        Every array is checked again first (:meth:`_validate`): attributes
-        may have been reassigned or edited since construction. Comparing the
-        coordinates with the index's frozen copy (two array comparisons, a
-        few ms at 10^6 points) keeps a stale tree out.
+        Explicit arguments first, then ``params.cfg``; ``n_subsample >= M``
+        means every point. Drawn with its own generator from
+        ``subsample_seed`` (SPEC 7), independently of the group draw.
         """
-        self._validate()
-        x, y = self.xcoords, self.ycoords
-        index = self._index
-        if (index is None or index.n_points != x.shape[0]
-                or not np.array_equal(index.coords[:, 0], x)
-                or not np.array_equal(index.coords[:, 1], y)):
+        source = "argument"
+        if n_subsample is None:
+            n_subsample, source = params.cfg.get("n_subsample"), "params.cfg"
+        if n_subsample is None:
+            return None
+        name = "n_subsample" if source == "argument" else "params.cfg['n_subsample']"
+        n_subsample = check_positive_int(name, n_subsample)
+        if subsample_seed is None:
+            subsample_seed = params.cfg.get("subsample_seed")
+        subsample_seed = check_rng("subsample_seed", subsample_seed)
+        m = len(self)
+        log.info("n_subsample=%d (from the %s): grouping %d of %d scan points", n_subsample,
+                 source, min(n_subsample, m), m)
+        if n_subsample >= m:
+            return None
+        rng = np.random.default_rng(subsample_seed)
+        return np.sort(rng.choice(m, size=n_subsample, replace=False))
+
+    def _neighbor_index(self, points: Optional[np.ndarray]) -> NeighborIndex:
+        """The neighbour index of all positions, or of ``points``, reused while positions hold.
+
+        Assigning ``xcoords``/``ycoords`` empties the cache; in-place edits
+        cannot happen (the positions are read-only), so no comparison is
+        needed and a cached index costs nothing.
+        """
+        key = None if points is None else points.tobytes()
+        index = self._indexes.get(key)
+        if index is None:
+            x, y = (self.xcoords, self.ycoords) if points is None else \
+                (self.xcoords[points], self.ycoords[points])
+            if len(self._indexes) >= 4:  # a few subsets at most; the full index stays
+                self._indexes = {k: v for k, v in self._indexes.items() if k is None}
             # column_stack makes a fresh array nobody else holds: no second copy.
-            index = self._index = NeighborIndex(np.column_stack([x, y]), copy=False)
+            index = self._indexes[key] = NeighborIndex(np.column_stack([x, y]), copy=False)
         return index
 
     def generate_grouped_data(self, N, K=4, nsamples=1, dataset_path=None, seed=None,
                               sequential_sampling=False, gridsize=None,
                               enable_oversampling=False, neighbor_pool_size=None,
-                              grouping_strategy=None, lazy=False) -> dict:
+                              grouping_strategy=None, lazy=False, n_subsample=None,
+                              subsample_seed=None) -> dict:
         """Group scan positions and gather what a PtychoPINN model trains on.
 
         Parameters
@@ -368,22 +774,32 @@ class RawData:
             Return ``diffraction``, ``X_full`` and ``Y`` as Dask arrays that
             read the patterns only when computed (needs the ``dask`` extra;
             see :mod:`ptycho.lazy`). The other entries are computed at once.
+        n_subsample : int, optional
+            Group only this many scan points, drawn at random (sorted) before
+            grouping; default ``params.cfg['n_subsample']``, then every point.
+            The groups' indices still refer to the full dataset.
+        subsample_seed : None, int or numpy.random.Generator
+            Randomness of the subsample (SPEC 7), independent of ``seed``;
+            default ``params.cfg['subsample_seed']``.
 
         Returns
         -------
         dict
-            ``nn_indices (B, C)``, ``diffraction``/``X_full (B, N, N, C)``,
+            ``nn_indices (B, C)``, ``diffraction``/``X_full (B, N, N, C)``
+            (``X_full`` float32, ``diffraction`` in ``diff3d``'s dtype),
             ``coords_nn``/``coords_start_nn (B, 1, 2, C)``,
             ``coords_offsets``/``coords_start_offsets (B, 1, 2, 1)``,
             ``coords_relative``/``coords_start_relative (B, 1, 2, C)``,
-            ``Y (B, N, N, C)`` or None, ``objectGuess``.
+            ``Y (B, N, N, C)`` or None, ``objectGuess``; and
+            ``sample_indices`` when :attr:`sample_indices` is set.
 
         Raises
         ------
         TypeError, ValueError
             Naming the argument as passed here (``nsamples``, ``K``, ``seed``,
             ...) and its value; ``ValueError`` also when the drawn patterns
-            have zero total energy, so ``X_full`` cannot be normalised.
+            have zero total energy, so ``X_full`` cannot be normalised, and
+            when this RawData has no patterns (``diff3d`` is None).
 
         Notes
         -----
@@ -401,18 +817,30 @@ class RawData:
             N, K=K, nsamples=nsamples, dataset_path=dataset_path, seed=seed,
             sequential_sampling=sequential_sampling, gridsize=gridsize,
             enable_oversampling=enable_oversampling, neighbor_pool_size=neighbor_pool_size,
-            grouping_strategy=grouping_strategy)
-        return self._grouped(nn_indices, N, lazy=lazy)
+            grouping_strategy=grouping_strategy, n_subsample=n_subsample,
+            subsample_seed=subsample_seed)
+        if self.diff3d is None:
+            raise ValueError("diff3d is None: this RawData holds scan positions only, and "
+                             "generate_grouped_data gathers diffraction patterns; use "
+                             "group_indices(...) for the groups alone")
+        out = self._grouped(nn_indices, N, lazy=lazy)
+        if out["X_full"].dtype != np.float32:  # PtychoPINN's data contract
+            out["X_full"] = out["X_full"].astype(np.float32)
+        if self.sample_indices is not None:
+            out["sample_indices"] = np.array(self.sample_indices, copy=True)
+        return out
 
     def group_indices(self, N, K=4, nsamples=1, dataset_path=None, seed=None,
                       sequential_sampling=False, gridsize=None, enable_oversampling=False,
-                      neighbor_pool_size=None, grouping_strategy=None) -> np.ndarray:
+                      neighbor_pool_size=None, grouping_strategy=None, n_subsample=None,
+                      subsample_seed=None) -> np.ndarray:
         """Only the groups, ``(B, C)`` indices: what ``generate_grouped_data`` gathers for.
 
         Takes the same arguments with the same defaults and precedence; use it
         with :func:`ptycho.grouped_writer.write_grouped` for outputs larger
-        than memory. Errors name the arguments as passed here, not the
-        grouping engine's names for them.
+        than memory. Errors name the arguments as passed here (``nsamples``,
+        ``gridsize``, ``K``, ``seed``...), not the grouping engine's names for
+        them. Works on a RawData without patterns (``diff3d=None``).
         """
         nsamples = check_positive_int("nsamples", nsamples)
         K = check_positive_int("K", K)
@@ -425,19 +853,37 @@ class RawData:
             gridsize = params.cfg.get("gridsize", 1)
         gridsize = check_positive_int("gridsize", gridsize)
         N = check_positive_int("N", N)
-        if N != self.diff3d.shape[1]:
+        self._check_lengths()
+        if self.diff3d is not None and N != self.diff3d.shape[1]:
             raise ValueError(f"N={N} does not match the diffraction patterns' size "
                              f"{self.diff3d.shape[1]}x{self.diff3d.shape[2]}")
         if grouping_strategy is None:
             grouping_strategy = params.cfg.get("grouping_strategy") or DEFAULT_STRATEGY
         strategy = get_strategy(grouping_strategy)
+        points = self._subsample(n_subsample, subsample_seed)
+        index = self._neighbor_index(points)
+        c = gridsize * gridsize
+        where = (f"the {index.n_points} subsampled scan points (n_subsample)"
+                 if points is not None else f"the {index.n_points} scan points")
+        if c > index.n_points:
+            raise ValueError(f"gridsize={gridsize} needs C={c} distinct positions per group, "
+                             f"more than {where}")
+        k_min = strategy.min_neighbors(c) if c > 1 else 1
+        if K < k_min:
+            raise ValueError(f"K={K} must be at least {k_min} for gridsize={gridsize} (C={c}) "
+                             f"with grouping_strategy={strategy.name!r}")
         request = GroupingRequest(
-            n_groups=nsamples, group_size=gridsize * gridsize, neighbors=K, rng=seed,
+            n_groups=nsamples, group_size=c, neighbors=K, rng=seed,
             sequential=sequential_sampling, enable_oversampling=enable_oversampling,
             neighbor_pool_size=neighbor_pool_size, dataset_path=dataset_path)
-        nn_indices = strategy.group(self._neighbor_index(), request)
+        try:
+            nn_indices = strategy.group(index, request)
+        except (ValueError, TypeError) as exc:
+            _reraise_in_callers_terms(exc, gridsize)
+        if points is not None:
+            nn_indices = points[nn_indices]
         log.info("%s: %d groups of %d from %d positions", strategy.name, len(nn_indices),
-                 gridsize * gridsize, len(self))
+                 c, index.n_points)
         return nn_indices
 
     def _grouped(self, nn_indices: np.ndarray, N: int, scale: Optional[float] = None,

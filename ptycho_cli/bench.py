@@ -34,6 +34,7 @@ from scipy.spatial import cKDTree
 
 from ptycho.raw_data import RawData
 from ptycho_grouping import GroupingRequest, NeighborIndex, get_strategy
+from ptycho_grouping.atomic_write import atomic_write
 from ptycho_grouping.registry import default_registry
 from ptycho_grouping.neighbors import _PARALLEL_QUERY_MIN as PARALLEL_QUERY_MIN
 
@@ -449,13 +450,6 @@ def format_report(report: dict) -> str:
 
 
 def write_json(report: dict, path) -> None:
-    """Write the report as JSON, atomically (temporary file in the same directory, renamed)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "x") as fh:  # a plain open: the file gets the user's umask
-            json.dump(report, fh, indent=2, default=float)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write the report as JSON, atomically (see :func:`~ptycho_grouping.atomic_write.atomic_write`)."""
+    with atomic_write(path) as tmp, open(tmp, "w") as fh:
+        json.dump(report, fh, indent=2, default=float)

@@ -1,13 +1,11 @@
 """``ptycho-group plot``: scan positions with a sample of groups drawn."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ptycho_grouping.npz_io import set_new_file_mode
+from ptycho_grouping.atomic_write import atomic_write
 
 
 def plot_groups(x, y, groups, path, *, show=40, title="", seed=0):
@@ -61,18 +59,8 @@ def plot_groups(x, y, groups, path, *, show=40, title="", seed=0):
     drawn = f"{len(pick)} of {len(groups)} groups drawn"
     ax.set_title(f"{title}\n{drawn}" if title else drawn)
     fig.tight_layout()
-    _save_atomically(fig, Path(path))
-    plt.close(fig)
-
-
-def _save_atomically(fig, path: Path) -> None:
-    """Save under a temporary name beside ``path``, then rename: never a half-written PNG."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_write(Path(path)) as tmp, open(tmp, "wb") as fh:
             fig.savefig(fh, format="png")
-        set_new_file_mode(tmp, path)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        plt.close(fig)

@@ -10,12 +10,14 @@ _LIBRARY_PACKAGES = frozenset({"ptycho_grouping", "ptycho", "ptycho_cli", "migra
 def external_stacklevel() -> int:
     """``stacklevel`` for ``warnings.warn`` called from library code."""
     level, frame = 1, sys._getframe(1)
-    while frame is not None:
-        module = frame.f_globals.get("__name__", "")
-        if module.split(".", 1)[0] not in _LIBRARY_PACKAGES:
-            return level
+    # The outermost frame ends the walk even if it is the library's own.
+    while frame.f_back is not None and _in_library(frame):
         frame, level = frame.f_back, level + 1
     return level
+
+
+def _in_library(frame) -> bool:
+    return frame.f_globals.get("__name__", "").split(".", 1)[0] in _LIBRARY_PACKAGES
 
 
 def warn(message: str, category=UserWarning) -> None:

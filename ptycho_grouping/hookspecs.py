@@ -19,7 +19,9 @@ A plugin is a module (or object) with a function marked ``@hookimpl`` named
     [project.entry-points.ptycho_grouping]
     mine = "my_plugin"
 
-The built-in strategies are registered through this same hook.
+The built-in strategies implement this same hook; they are registered from
+``ptycho_grouping.registry.BUILTIN_PLUGINS`` rather than from entry points,
+so a source checkout without package metadata has them as well.
 
 The entry-point name (``mine`` above) only labels the plugin: if another
 distribution uses the same one, this plugin is registered as

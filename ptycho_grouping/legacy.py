@@ -28,15 +28,18 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 
 import numpy as np
 from scipy.spatial import cKDTree
+from tqdm import tqdm
 
 from . import legacy_cache
 from ._warnings import warn
 from .hookspecs import hookimpl
 from .neighbors import NeighborIndex
 from .strategy import GroupingRequest, GroupingStrategy
+from .validation import check_legacy_request
 
 __all__ = ["LegacyGroupThenSample", "REMOVAL_VERSION", "neighbor_table", "sample_rows"]
 
@@ -52,8 +55,6 @@ DEPRECATION_MESSAGE = (
     "groups (gridsize 1 included) and writes no cache files, so the same seed gives "
     "different groups than this strategy. MIGRATION.md explains the switch."
 )
-
-_PROGRESS_EVERY = 100_000
 
 
 def _build_tree(points: np.ndarray) -> cKDTree:
@@ -117,27 +118,8 @@ def _random_source(rng):
         return np.random.RandomState(int(rng.integers(2 ** 32)))
     if isinstance(rng, np.random.SeedSequence):
         return np.random.RandomState(np.random.MT19937(rng))
-    if not 0 <= rng < 2 ** 32:
-        raise ValueError(f"rng={rng} is out of range for the legacy strategy: its seed goes "
-                         "to numpy.random.RandomState, which takes 0 <= seed < 2**32")
-    return np.random.RandomState(rng)
+    return np.random.RandomState(rng)  # an int below 2**32 (check_legacy_request)
 
-
-def _warn_deprecated() -> None:
-    """The DeprecationWarning, attributed to the caller, and a one-time log line.
-
-    Python's default filters show a DeprecationWarning only when the calling
-    line is in ``__main__``: a library calling this strategy would never see
-    it, so the first use in a process is also logged at WARNING.
-    """
-    global _deprecation_logged
-    warn(DEPRECATION_MESSAGE, DeprecationWarning)
-    if not _deprecation_logged:
-        _deprecation_logged = True
-        log.warning("%s", DEPRECATION_MESSAGE)
-
-
-_deprecation_logged = False
 
 #: Request fields the old code had no equivalent of, with their defaults.
 _IGNORED_DEFAULTS = {"sequential": False, "enable_oversampling": False,
@@ -158,10 +140,17 @@ def _warn_ignored(request: GroupingRequest) -> None:
 class LegacyGroupThenSample(GroupingStrategy):
     """Group every point, cache the groups next to the dataset, then sample (deprecated).
 
-    ``request.dataset_path`` places the cache file; ``sequential``,
-    ``enable_oversampling`` and ``neighbor_pool_size`` are ignored, as the
-    old code had no such options, with a ``UserWarning`` naming those set to
-    anything but their defaults.
+    ``request.dataset_path`` places the cache file; ``request.progress``
+    shows a tqdm bar on stderr while every point's groups are enumerated (a
+    first run without a cache). ``sequential``, ``enable_oversampling`` and
+    ``neighbor_pool_size`` are ignored, as the old code had no such options,
+    with a ``UserWarning`` naming those set to anything but their defaults.
+
+    Every use warns with a ``DeprecationWarning`` attributed to the caller's
+    line, and only that: no log record repeats it. Python's default filters
+    show it when that line is in ``__main__`` (a script, the ``ptycho-group``
+    command) and hide it in an imported module unless warnings are enabled
+    (``python -W default``, pytest); that is Python's policy for deprecations.
     """
 
     name = "legacy_group_then_sample"
@@ -173,21 +162,34 @@ class LegacyGroupThenSample(GroupingStrategy):
         # The old rule counts the point itself among its K+1 neighbours.
         return group_size - 1
 
+    def check_request(self, request: GroupingRequest, n_points: int) -> None:
+        super().check_request(request, n_points)
+        check_legacy_request(request, n_points)
+
+    def max_groups(self, request: GroupingRequest, n_points: int) -> int:
+        # Gridsize 1 returns every point whatever was asked, as the old code did.
+        return n_points if request.group_size == 1 else request.n_groups
+
+    def group(self, coords, request: GroupingRequest) -> np.ndarray:
+        """As :meth:`GroupingStrategy.group`, after a ``DeprecationWarning``.
+
+        The warning comes first, so that even a request this strategy refuses
+        says that the strategy is going away.
+        """
+        warn(DEPRECATION_MESSAGE, DeprecationWarning)
+        return super().group(coords, request)
+
     def _group(self, index: NeighborIndex, request: GroupingRequest) -> np.ndarray:
-        _warn_deprecated()
         _warn_ignored(request)
         n_points, c, k = index.n_points, request.group_size, request.neighbors
-        gridsize = math.isqrt(c)
-        if gridsize * gridsize != c:
-            raise ValueError(f"group_size={c} must be a perfect square (gridsize**2) for "
-                             "the legacy strategy")
         if c == 1:
             log.info("legacy grouping, gridsize 1: all %d points in order; n_groups=%d "
                      "is ignored, as in the old code", n_points, request.n_groups)
             return np.arange(n_points)[:, None]
 
         random = _random_source(request.rng)
-        all_groups = _cached_groups(index.coords, gridsize, k, request.dataset_path, random)
+        all_groups = _cached_groups(index.coords, math.isqrt(c), k, request.dataset_path,
+                                    random, request.progress)
         n, available = request.n_groups, len(all_groups)
         if available < n:
             warn(f"only {available} groups exist but n_groups={n} were requested; "
@@ -199,7 +201,8 @@ class LegacyGroupThenSample(GroupingStrategy):
         return all_groups[random.choice(available, size=n, replace=False)]
 
 
-def _cached_groups(points, gridsize: int, k: int, dataset_path, random) -> np.ndarray:
+def _cached_groups(points, gridsize: int, k: int, dataset_path, random,
+                   progress: bool = False) -> np.ndarray:
     """All groups, from the cache file when a valid one exists, else computed and cached.
 
     A cache file that exists but cannot be read (another user's, on a shared
@@ -215,7 +218,7 @@ def _cached_groups(points, gridsize: int, k: int, dataset_path, random) -> np.nd
     for checksum in names:
         path = legacy_cache.cache_path(dataset_path, gridsize, k, checksum)
         try:
-            all_groups = legacy_cache.read_cache(path, checksums, gridsize, k)
+            all_groups = legacy_cache.read_cache(path, checksums, gridsize, k, len(points))
         except OSError as exc:
             log.warning("cannot read group cache %s (%s); computing the groups without "
                         "touching it", path, exc.strerror or exc)
@@ -225,7 +228,7 @@ def _cached_groups(points, gridsize: int, k: int, dataset_path, random) -> np.nd
             return all_groups
     path = legacy_cache.cache_path(dataset_path, gridsize, k, checksums[0])
     log.info("no usable group cache at %s; enumerating all groups", path)
-    all_groups = _all_groups(points, gridsize * gridsize, k, random)
+    all_groups = _all_groups(points, gridsize * gridsize, k, random, progress)
     if path == unreadable:
         return all_groups
     try:
@@ -238,12 +241,15 @@ def _cached_groups(points, gridsize: int, k: int, dataset_path, random) -> np.nd
     return all_groups
 
 
-def _all_groups(points: np.ndarray, c: int, k: int, random=np.random) -> np.ndarray:
-    """Every point's random C-subsets of its K+1 neighbourhood, as the old code drew them."""
+def _all_groups(points: np.ndarray, c: int, k: int, random=np.random,
+                progress: bool = False) -> np.ndarray:
+    """Every point's random C-subsets of its K+1 neighbourhood, as the old code drew them.
+
+    The caller has checked that there are at least ``k + 1`` points. With
+    ``progress`` a tqdm bar on stderr counts the points: this loop is what
+    made the old first run take minutes at 10^6 points.
+    """
     n_points = len(points)
-    if n_points < k + 1:
-        raise ValueError(f"neighbors (K={k}) needs at least K+1={k + 1} scan points, "
-                         f"got {n_points}")
     nn = neighbor_table(points, k)
     per_point = min(50, (k + 1) // c + 1)
     log.info("enumerating groups for %d points (%d per point)", n_points, per_point)
@@ -251,12 +257,10 @@ def _all_groups(points: np.ndarray, c: int, k: int, random=np.random) -> np.ndar
     groups = []
     # This per-point loop over one random state is the old algorithm; its
     # order of draws is what makes a seed reproduce the old groups.
-    for i in range(n_points):
-        row = nn[i]
+    for row in tqdm(nn, desc="legacy grouping", unit="point", disable=not progress,
+                    file=sys.stderr):
         for _ in range(per_point):
             groups.append(sorted(choice(row, size=c, replace=False)))
-        if (i + 1) % _PROGRESS_EVERY == 0:
-            log.info("legacy grouping: %d of %d points", i + 1, n_points)
     all_groups = np.unique(np.array(groups, dtype=np.int64), axis=0)
     log.info("found %d unique groups from %d points", len(all_groups), n_points)
     return all_groups

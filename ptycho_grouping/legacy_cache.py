@@ -20,7 +20,7 @@ from typing import Iterable, Optional, Tuple, Union
 
 import numpy as np
 
-from .npz_io import atomic_savez
+from .npz_io import atomic_savez, read_npy_header
 
 __all__ = ["CACHE_KEYS", "CACHE_NAME_RE", "dataset_checksum", "candidate_checksums",
            "cache_path", "read_cache", "write_cache", "cache_file_problem",
@@ -29,10 +29,14 @@ __all__ = ["CACHE_KEYS", "CACHE_NAME_RE", "dataset_checksum", "candidate_checksu
 log = logging.getLogger(__name__)
 
 CACHE_KEYS = frozenset({"all_groups", "dataset_checksum", "gridsize", "overlap_factor"})
-CACHE_NAME_RE = re.compile(r"^(?P<stem>.+)\.g(?P<gridsize>\d+)k(?P<k>\d+)\.groups_cache\.npz$")
-#: The temporary file of an interrupted cache write: ``.<cache name>.<random>.tmp``,
-#: the ``mkstemp`` prefix and suffix :func:`.npz_io.atomic_savez` uses.
-TEMP_NAME_RE = re.compile(r"^\.(?P<cache>.+\.g\d+k\d+\.groups_cache\.npz)\.[A-Za-z0-9_]+\.tmp$")
+# Whole names, any characters in the stem (a newline included), ASCII digits.
+CACHE_NAME_RE = re.compile(
+    r"(?s)\A(?P<stem>.+)\.g(?P<gridsize>[0-9]+)k(?P<k>[0-9]+)\.groups_cache\.npz\Z")
+#: The temporary file of a cache write interrupted before this version:
+#: ``.<cache name>.<random>.tmp``, the ``mkstemp`` prefix and suffix used then.
+#: Today's temporary names are :data:`.atomic_write.TEMP_NAME_RE`'s.
+TEMP_NAME_RE = re.compile(
+    r"(?s)\A\.(?P<cache>.+\.g[0-9]+k[0-9]+\.groups_cache\.npz)\.[A-Za-z0-9_]+\.tmp\Z")
 
 
 def dataset_checksum(x, y) -> str:
@@ -80,7 +84,7 @@ def cache_path(dataset_path, gridsize: int, k: int, checksum: str) -> Path:
 
 
 def read_cache(path, checksum: Union[str, Iterable[str]], gridsize: int,
-               k: int) -> Optional[np.ndarray]:
+               k: int, n_points: Optional[int] = None) -> Optional[np.ndarray]:
     """The cached groups if ``path`` holds a valid cache for these parameters.
 
     Parameters
@@ -90,6 +94,9 @@ def read_cache(path, checksum: Union[str, Iterable[str]], gridsize: int,
         The dataset checksum, or several acceptable ones
         (see :func:`candidate_checksums`).
     gridsize, k : int
+    n_points : int, optional
+        The number of scan points M. Every cached index must lie in
+        ``[0, M)``; without M only negative indices are caught.
 
     Returns
     -------
@@ -98,7 +105,8 @@ def read_cache(path, checksum: Union[str, Iterable[str]], gridsize: int,
         coordinates or parameters (it is left in place and will be
         overwritten, as the old code did); and when it is not in the legacy
         format (bad zip, wrong members, a pickled member, wrong dtype or
-        shape: such a file is removed, as the old code did). The metadata
+        shape, an index outside ``[0, n_points)``: such a file is removed
+        with a warning, as the old code removed unreadable ones). The metadata
         are compared before ``all_groups`` is looked at, in the old order.
         Nothing is ever unpickled.
 
@@ -134,6 +142,7 @@ def read_cache(path, checksum: Union[str, Iterable[str]], gridsize: int,
             if groups.shape[1] != gridsize * gridsize:
                 raise ValueError(f"rows of {groups.shape[1]} members, expected "
                                  f"{gridsize * gridsize}")
+            _check_index_range(groups, n_points)
         except OSError:
             raise
         except Exception as exc:  # bad zip, pickled member, wrong members/dtype/shape
@@ -145,6 +154,21 @@ def read_cache(path, checksum: Union[str, Iterable[str]], gridsize: int,
     with contextlib.suppress(OSError):
         os.unlink(path)
     return None
+
+
+def _check_index_range(groups: np.ndarray, n_points: Optional[int]) -> None:
+    """Raise ValueError if a cached index could not name one of ``n_points`` points.
+
+    A negative index would silently pick another pattern (NumPy counts it
+    from the end), one past the end would fail later with an IndexError:
+    either way the file was not written for these points.
+    """
+    if groups.size == 0:
+        return
+    low, high = int(groups.min()), int(groups.max())
+    if low < 0 or (n_points is not None and high >= n_points):
+        valid = "0 and up" if n_points is None else f"0 to {n_points - 1}"
+        raise ValueError(f"all_groups holds indices {low} to {high}; valid are {valid}")
 
 
 def write_cache(path, all_groups: np.ndarray, checksum: str, gridsize: int, k: int) -> Path:
@@ -184,7 +208,14 @@ def cache_file_problem(fh) -> Optional[str]:
         When the file cannot be read (not when its contents are wrong).
     """
     try:
+        fh.seek(0)
+        if fh.read(4) != _ZIP_MAGIC:
+            # np.load reads a zip only when it starts the file; zipfile would
+            # find one after leading bytes (a user file with a cache appended).
+            return "not an NPZ: the file does not start with a zip entry"
         with zipfile.ZipFile(fh) as zf:
+            if min(info.header_offset for info in zf.infolist()) != 0:
+                return "not an NPZ: its zip directory does not start at the file's first byte"
             names = zf.namelist()
             if len(names) != len(CACHE_KEYS) or set(names) != {f"{k}.npy" for k in CACHE_KEYS}:
                 members = sorted(n[:-4] if n.endswith(".npy") else n for n in names)
@@ -204,6 +235,8 @@ def cache_file_problem(fh) -> Optional[str]:
     return None
 
 
+_ZIP_MAGIC = b"PK\x03\x04"  # a local file header, what np.load looks for
+
 # What the old code wrote for each member: (test on shape and dtype, description).
 _MEMBER_RULES = {
     "all_groups": (lambda shape, dtype: dtype == np.int64 and len(shape) == 2, "2-D int64"),
@@ -217,10 +250,7 @@ _MEMBER_RULES = {
 def _npy_header(zf: zipfile.ZipFile, name: str):
     """``(shape, dtype)`` from a member's ``.npy`` header; the data are not read."""
     with zf.open(name) as member:
-        version = np.lib.format.read_magic(member)
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
-        shape, _fortran, dtype = read_header(member)
+        shape, _fortran, dtype = read_npy_header(member)
     return shape, dtype
 
 

@@ -1,10 +1,13 @@
 """The one place that knows every grouping strategy.
 
-Strategies come from plugins: the built-in modules and every module named by
-an entry point in the group ``ptycho_grouping``, all through the hook
-``ptycho_grouping_strategies`` (see :mod:`ptycho_grouping.hookspecs`). A
-plugin that fails to import, raises, or returns something that is not a
-strategy is reported with a warning and skipped; the built-ins always load.
+Strategies come from plugins through one hook, ``ptycho_grouping_strategies``
+(see :mod:`ptycho_grouping.hookspecs`). The built-in strategy modules,
+listed once in :data:`BUILTIN_PLUGINS`, implement it exactly as a third-party
+module does, and are registered first; then every module named by an entry
+point in the group ``ptycho_grouping``. A third-party plugin that fails to
+import, raises, or returns something that is not a strategy is reported with
+a warning naming it and skipped; the others, built-ins included, are
+unaffected.
 
 Two plugins may use the same entry-point name: the later one is registered
 as ``"<distribution>:<name>"``, so no plugin is dropped. Two strategies with
@@ -14,20 +17,20 @@ that name is a ``ValueError`` naming both; every other name keeps working.
 """
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Type
+from typing import Dict, Iterator, List, Optional, Type
 
 import pluggy
 
-from . import hookspecs
+from . import hookspecs, legacy, sample_then_group
 from ._warnings import warn
 from .strategy import GroupingStrategy
 
 __all__ = [
+    "BUILTIN_PLUGINS",
     "DEFAULT_STRATEGY",
     "ENTRY_POINT_GROUP",
     "PluginWarning",
@@ -41,28 +44,17 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
-DEFAULT_STRATEGY = "sample_then_group"
+DEFAULT_STRATEGY = sample_then_group.SampleThenGroup.name
 BUILTIN_SOURCE = "built-in"
 
-# Plugin name -> module of the strategies shipped with this package.
-#
-# pyproject.toml declares these same modules as entry points in the group
-# ``ptycho_grouping``, so an installed package announces its built-ins exactly
-# as a third-party plugin would. They are *also* registered from this table,
-# first and unconditionally, because a source checkout used without
-# installing (no package metadata on sys.path) has no entry points at all,
-# and the default strategy must work there too. _load_entry_points recognises
-# the entry points that name these modules as these same plugins and skips
-# them without a warning.
-_BUILTIN_PLUGINS = {
-    "sample_then_group": "ptycho_grouping.sample_then_group",
-    "legacy_group_then_sample": "ptycho_grouping.legacy",
-}
-_BUILTIN_MODULES = frozenset(_BUILTIN_PLUGINS.values())
+#: The modules of the strategies shipped with this package, each registered
+#: under its module name. They are declared here only (not as entry points):
+#: a source checkout without package metadata has them too.
+BUILTIN_PLUGINS = (sample_then_group, legacy)
 
 
 class PluginWarning(UserWarning):
-    """A strategy plugin could not be used and was skipped."""
+    """A strategy plugin was skipped, or two strategies claim one name."""
 
 
 @dataclass(frozen=True)
@@ -92,49 +84,32 @@ class StrategyRegistry:
         self._sources: Dict[str, str] = {}
         self._strategies: Optional[Dict[str, StrategyInfo]] = None
         self._conflicts: Dict[str, List[StrategyInfo]] = {}
-        for plugin_name, module in _BUILTIN_PLUGINS.items():
-            self._register_module(plugin_name, module, BUILTIN_SOURCE)
+        for module in BUILTIN_PLUGINS:
+            self.register(module, module.__name__, BUILTIN_SOURCE)
         if load_entry_points:
             self._load_entry_points()
 
-    def _register_module(self, plugin_name: str, module: str, source: str) -> None:
-        try:
-            plugin = importlib.import_module(module)
-        except Exception as exc:  # a broken plugin must not break the others
-            self._skip(plugin_name, source, f"failed to import {module!r}: {exc!r}")
-            return
-        self.register(plugin, plugin_name, source)
-
     def _load_entry_points(self) -> None:
+        # One entry point at a time (not pluggy's load_setuptools_entrypoints),
+        # so that a broken one is named and skipped instead of stopping the rest.
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            source = ep.dist.name if ep.dist is not None else ep.value
             try:
-                self._load_entry_point(ep)
-            except Exception as exc:  # a malformed entry point must not break the others
-                self._skip(getattr(ep, "name", "?"), getattr(ep, "value", "?"),
-                           f"malformed entry point: {exc!r}")
+                self._load_entry_point(ep, source)
+            except Exception as exc:  # a broken plugin must not break the others
+                self._skip(ep.name, source, f"failed to load entry point {ep.value!r}: {exc!r}")
 
-    def _load_entry_point(self, ep) -> None:
-        if ep.attr is None and ep.module in _BUILTIN_MODULES:
-            return  # this package's own declaration of a built-in, registered above
-        dist = getattr(ep, "dist", None)
-        source = dist.name if dist is not None else ep.value
+    def _load_entry_point(self, ep, source: str) -> None:
         name = ep.name
-        if self.pm.is_blocked(name):
-            return
         if self.pm.get_plugin(name) is not None:
             # Entry-point names are chosen by each distribution on its own;
-            # a clash must not drop the later plugin's strategies.
+            # a clash must not drop the later plugin's strategies. (importlib
+            # lists each distribution name once, so "<dist>:<name>" is free.)
             name = f"{source}:{ep.name}"
-            if self.pm.get_plugin(name) is not None:
-                self._skip(ep.name, source, f"another plugin is already registered "
-                                            f"as {ep.name!r} and as {name!r}")
-                return
-        try:
-            plugin = ep.load()
-        except Exception as exc:
-            self._skip(name, source, f"failed to load entry point {ep.value!r}: {exc!r}")
-            return
+        plugin = ep.load()
         if self.pm.is_registered(plugin):
+            # Another distribution (or stale metadata of this one) naming a
+            # module that is already registered, e.g. a built-in.
             log.debug("entry point %r (%s) names plugin %r, already registered as %r",
                       ep.name, source, ep.value, self.pm.get_name(plugin))
             return
@@ -145,7 +120,7 @@ class StrategyRegistry:
         try:
             self.pm.register(plugin, name=name)
         except Exception as exc:
-            self._skip(name, source, f"could not be registered: {exc}")
+            self._skip(name, source, f"could not be registered: {' '.join(str(exc).split())}")
             return
         unknown = [hc.name for hc in self.pm.get_hookcallers(plugin) or () if not hc.has_spec()]
         if unknown:  # a misspelt hook would otherwise contribute nothing, silently
@@ -163,9 +138,8 @@ class StrategyRegistry:
         log.debug(msg)
         warn(msg, PluginWarning)
 
-    def _collect(self) -> None:
-        found: Dict[str, StrategyInfo] = {}
-        conflicts: Dict[str, List[StrategyInfo]] = {}
+    def _offered(self) -> Iterator[StrategyInfo]:
+        """Every valid strategy class each plugin's hook returns, in pluggy's order."""
         # Each implementation is called on its own so that one failing
         # plugin is attributed by name and does not hide the others.
         for impl in self.pm.hook.ptycho_grouping_strategies.get_hookimpls():
@@ -190,19 +164,30 @@ class StrategyRegistry:
                 if not isinstance(name, str) or not name:
                     self._skip(plugin_name, source, f"{cls.__name__} has no string 'name'")
                     continue
-                info = StrategyInfo(name, cls, source, plugin_name)
-                other = found.get(name)
-                if other is None:
-                    found[name] = info
-                elif other.cls is not cls:  # the same class offered twice is no conflict
-                    conflicts.setdefault(name, [other]).append(info)
-                    if info.source == BUILTIN_SOURCE and other.source != BUILTIN_SOURCE:
-                        found[name] = info  # a listing shows the built-in
-        for name, infos in conflicts.items():
-            msg = (f"{_conflict_message(name, infos)}; listing {found[name].cls.__qualname__}, "
-                   f"but get_strategy({name!r}) fails until one of them is removed")
-            log.warning(msg)
-            warn(msg, PluginWarning)
+                yield StrategyInfo(name, cls, source, plugin_name)
+
+    def _collect(self) -> None:
+        claims: Dict[str, List[StrategyInfo]] = {}
+        for info in self._offered():
+            same_name = claims.setdefault(info.name, [])
+            same_class = [i for i, c in enumerate(same_name) if c.cls is info.cls]
+            if not same_class:
+                same_name.append(info)
+            elif info.source == BUILTIN_SOURCE:
+                # One class offered twice is no conflict; it is the built-in one.
+                same_name[same_class[0]] = info
+        found: Dict[str, StrategyInfo] = {}
+        conflicts: Dict[str, List[StrategyInfo]] = {}
+        for name, infos in claims.items():
+            # A listing shows the built-in, else the first registered.
+            found[name] = next((i for i in infos if i.source == BUILTIN_SOURCE), infos[0])
+            if len(infos) > 1:
+                conflicts[name] = infos
+                msg = (f"{_conflict_message(name, infos)}; listing "
+                       f"{found[name].cls.__qualname__}, but get_strategy({name!r}) fails "
+                       "until one of them is removed")
+                log.debug(msg)
+                warn(msg, PluginWarning)  # a warning only: a log line too would say it twice
         self._strategies, self._conflicts = found, conflicts
 
     @property

@@ -1,4 +1,4 @@
-"""The grouping-strategy interface and the one place where inputs are validated.
+"""The grouping-strategy interface and the request it answers.
 
 A strategy turns scan coordinates into groups of indices and nothing else::
 
@@ -7,14 +7,16 @@ A strategy turns scan coordinates into groups of indices and nothing else::
 ``coords`` is an ``(M, 2)`` array of finite positions, or a
 :class:`~ptycho_grouping.neighbors.NeighborIndex` built from one (which lets
 repeated calls reuse the neighbour tree). ``request`` is a
-:class:`GroupingRequest`. Every check of types, ranges, the neighbour count
-against the group size and the coordinates happens here, so every strategy
-rejects bad input with the same message.
+:class:`GroupingRequest`, whose fields are checked once, when it is built.
+:meth:`GroupingStrategy.group` checks the request against the points and the
+strategy's output before returning it, with the functions of
+:mod:`ptycho_grouping.validation`, so every strategy, built-in or plugin,
+rejects bad input with the same message and can never hand back a malformed
+group.
 """
 from __future__ import annotations
 
 import abc
-import numbers
 import os
 from dataclasses import dataclass, field
 from typing import ClassVar, Optional, Union
@@ -22,6 +24,10 @@ from typing import ClassVar, Optional, Union
 import numpy as np
 
 from .neighbors import NeighborIndex, as_neighbor_index
+# check_bool, check_positive_int and check_rng have been imported from here
+# by the data layer; they live in .validation and stay importable from here.
+from .validation import (check_bool, check_groups, check_path, check_positive_int,
+                         check_request_fits, check_rng)
 
 __all__ = [
     "GroupingRequest",
@@ -29,46 +35,9 @@ __all__ = [
     "check_bool",
     "check_positive_int",
     "check_rng",
-    "validate_request",
 ]
 
 RNGLike = Union[None, int, np.integer, np.random.Generator, np.random.SeedSequence]
-
-
-def check_positive_int(name: str, value, *, allow_none: bool = False):
-    """Return ``value`` as a Python int, or raise naming ``name`` and the value.
-
-    Booleans and floats are rejected even when integral (``2.0``): a count
-    given as a float usually means a unit mix-up upstream.
-    """
-    if value is None and allow_none:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive integer, got {value!r} "
-                        f"of type {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def check_rng(name: str, rng):
-    """Return a SPEC 7 ``rng`` argument (None, non-negative int, Generator or
-    SeedSequence), or raise naming ``name`` and the value."""
-    if rng is None or isinstance(rng, (np.random.Generator, np.random.SeedSequence)):
-        return rng
-    if isinstance(rng, (bool, np.bool_)) or not isinstance(rng, numbers.Integral):
-        raise TypeError(f"{name} must be None, a non-negative int or a numpy.random.Generator, "
-                        f"got {rng!r} of type {type(rng).__name__}")
-    if rng < 0:
-        raise ValueError(f"{name} must be a non-negative int seed, got {rng!r}")
-    return int(rng)
-
-
-def check_bool(name: str, value) -> bool:
-    """Return ``value`` as a bool, or raise naming ``name`` and the value."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 @dataclass(frozen=True)
@@ -96,6 +65,10 @@ class GroupingRequest:
         Neighbour pool used when oversampling; ``None`` means ``neighbors``.
     dataset_path : str, os.PathLike or None
         Only read by strategies that keep files next to the dataset (legacy).
+    progress : bool, default False
+        Show a progress bar (tqdm, on stderr) during long steps. Only
+        strategies with such steps draw one (the legacy strategy's enumeration
+        of every point's groups); it never changes the groups.
     """
 
     n_groups: int
@@ -106,6 +79,7 @@ class GroupingRequest:
     enable_oversampling: bool = False
     neighbor_pool_size: Optional[int] = None
     dataset_path: Union[str, os.PathLike, None] = None
+    progress: bool = field(default=False, compare=False)
 
     def __post_init__(self):
         set_ = object.__setattr__.__get__(self)
@@ -117,41 +91,24 @@ class GroupingRequest:
         set_("rng", check_rng("rng", self.rng))
         set_("sequential", check_bool("sequential", self.sequential))
         set_("enable_oversampling", check_bool("enable_oversampling", self.enable_oversampling))
-        if self.dataset_path is not None and not isinstance(self.dataset_path, (str, os.PathLike)):
-            raise TypeError(f"dataset_path must be a path or None, got {self.dataset_path!r}")
+        set_("dataset_path", check_path("dataset_path", self.dataset_path))
+        set_("progress", check_bool("progress", self.progress))
 
     def make_rng(self) -> np.random.Generator:
         """The generator for this call (SPEC 7); never NumPy's global state."""
         return np.random.default_rng(self.rng)
 
 
-def validate_request(index: NeighborIndex, request: GroupingRequest,
-                     strategy: "GroupingStrategy") -> None:
-    """Check a request against the points it will group.
-
-    Raises ``ValueError`` naming the parameter and the value when the group
-    size exceeds the number of points, or when the neighbour count is too small
-    for the group size under ``strategy``'s rule.
-    """
-    if not isinstance(request, GroupingRequest):
-        raise TypeError(f"request must be a GroupingRequest, got {type(request).__name__}")
-    n_points, c = index.n_points, request.group_size
-    if c > n_points:
-        raise ValueError(f"group_size={c} is larger than the number of scan points "
-                         f"({n_points}): a group needs {c} distinct points")
-    if c > 1:
-        k_min = strategy.min_neighbors(c)
-        if request.neighbors < k_min:
-            raise ValueError(f"neighbors (K={request.neighbors}) must be at least "
-                             f"{k_min} for group_size (C={c}) with strategy "
-                             f"{strategy.name!r}")
-
-
 class GroupingStrategy(abc.ABC):
     """Base class of every grouping strategy, built-in or from a plugin.
 
-    Subclasses set the class attributes and implement :meth:`_group`, which
-    receives inputs already validated by :meth:`group`.
+    Subclasses set the class attributes and implement :meth:`_group`. The
+    public :meth:`group` checks the request against the points before calling
+    it and checks what it returns, so ``_group`` sees valid inputs only and
+    its mistakes (float indices, out-of-range indices, a repeated member, a
+    wrong shape) are errors naming the strategy, never passed on. A strategy
+    with rules of its own overrides :meth:`min_neighbors`,
+    :meth:`check_request` or :meth:`max_groups`.
     """
 
     #: Registry name, as given to ``grouping_strategy``.
@@ -165,6 +122,20 @@ class GroupingStrategy(abc.ABC):
         """Smallest ``K`` allowed for ``group_size > 1`` (default ``K >= C``)."""
         return group_size
 
+    def check_request(self, request: GroupingRequest, n_points: int) -> None:
+        """Raise ``ValueError`` if ``request`` cannot be answered for ``n_points`` points.
+
+        The default checks ``C <= M`` and ``K >= min_neighbors(C)``
+        (:func:`~ptycho_grouping.validation.check_request_fits`); an override
+        adds its own rules and calls this one.
+        """
+        check_request_fits(n_points, request.group_size, request.neighbors,
+                           self.min_neighbors(request.group_size), self.name)
+
+    def max_groups(self, request: GroupingRequest, n_points: int) -> int:
+        """Most rows :meth:`_group` may return for ``request`` (default ``n_groups``)."""
+        return request.n_groups
+
     def group(self, coords, request: GroupingRequest) -> np.ndarray:
         """Group scan positions.
 
@@ -176,16 +147,24 @@ class GroupingStrategy(abc.ABC):
 
         Returns
         -------
-        groups : ndarray of shape (n_groups, group_size), dtype intp
-            Indices into ``coords``; column 0 is the seed.
+        groups : ndarray of shape (n, group_size), dtype intp
+            Indices into ``coords``, distinct within each group; column 0 is
+            the seed. ``n`` is ``n_groups`` unless the strategy documents
+            fewer (or, for the legacy strategy at gridsize 1, every point).
+
+        Raises
+        ------
+        TypeError, ValueError
+            Bad coordinates, or a request the points cannot answer.
+        RuntimeError
+            The strategy returned something that is not valid groups.
         """
+        if not isinstance(request, GroupingRequest):
+            raise TypeError(f"request must be a GroupingRequest, got {type(request).__name__}")
         index = as_neighbor_index(coords)
-        validate_request(index, request, self)
-        groups = np.asarray(self._group(index, request))
-        if groups.ndim != 2 or groups.shape[1] != request.group_size:
-            raise RuntimeError(f"strategy {self.name!r} returned shape {groups.shape}, "
-                               f"expected (n, {request.group_size})")
-        return groups.astype(np.intp, copy=False)
+        self.check_request(request, index.n_points)
+        return check_groups(self._group(index, request), index.n_points, request.group_size,
+                            self.max_groups(request, index.n_points), self.name)
 
     @abc.abstractmethod
     def _group(self, index: NeighborIndex, request: GroupingRequest) -> np.ndarray:

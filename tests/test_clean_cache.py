@@ -94,7 +94,7 @@ def clean(capsys, *args):
 
 
 def make_temp(directory: Path, cache_name: str, age_s: float, data=b"PK partial") -> Path:
-    """A leftover of an interrupted write, named as npz_io.atomic_savez names it."""
+    """A leftover of an interrupted write, named as atomic_savez named it before (mkstemp)."""
     path = directory / f".{cache_name}.k2x_9qz1.tmp"
     path.write_bytes(data)
     stamp = time.time() - age_s
@@ -145,14 +145,32 @@ def test_overlapping_roots_real_run_is_clean(tree, capsys):
     assert "removed 2 file(s)" in out and "failed" not in out and "could not" not in err
 
 
-def test_hard_links_are_counted_once_and_the_second_name_is_left(tree, capsys):
+def test_every_name_of_a_hard_linked_cache_goes_and_its_bytes_count_once(tree, capsys):
     second = tree["root"] / "run2" / "again.g2k4.groups_cache.npz"
     os.link(tree["cache1"], second)
-    size = tree["cache1"].stat().st_size
     found = {f.path: f for f in clean_cache.find_cache_files([tree["root"]])}
-    removable = [f for f in found.values() if f.removable]
-    assert len(removable) == 2 and sum(f.size for f in removable) == size + tree["cache2"].stat().st_size
-    assert found[second].kind == "skipped" and str(tree["cache1"]) in found[second].reason
+    assert found[second].kind == "cache" and found[second].nlink == 2
+    assert clean_cache.freeable_bytes(found.values()) == total_of(tree)
+    status, out, _ = clean(capsys, "--dry-run", tree["root"])
+    assert f"would remove 3 file(s), freeing {clean_cache._total(total_of(tree))}\n" in out
+    assert "one of 2 hard-linked names" in out
+    total = total_of(tree)
+    status, out, err = clean(capsys, "--yes", tree["root"])
+    assert status == 0 and err == ""
+    assert not tree["cache1"].exists() and not second.exists() and not tree["cache2"].exists()
+    assert f"removed 3 file(s), freed {clean_cache._total(total)}" in out
+
+
+def test_a_hard_link_outside_the_roots_keeps_the_bytes(tree, tmp_path, capsys):
+    outside = tmp_path / "elsewhere.g2k4.groups_cache.npz"
+    os.link(tree["cache1"], outside)
+    size2 = tree["cache2"].stat().st_size
+    status, out, _ = clean(capsys, "--dry-run", tree["root"])
+    assert f"would remove 2 file(s), freeing {clean_cache._total(size2)}; 1 hard-linked" in out
+    findings = [f for f in clean_cache.find_cache_files([tree["root"]]) if f.removable]
+    result = clean_cache.remove_cache_files(findings)
+    assert len(result.removed) == 2 and result.bytes_freed == size2
+    assert outside.exists() and clean_cache.cache_file_problem(open(outside, "rb")) is None
 
 
 def test_unreadable_cache_is_a_per_file_error(tree, monkeypatch, capsys):
@@ -290,19 +308,39 @@ def test_ctrl_c_at_the_question_removes_nothing(tree, monkeypatch, capsys):
 
 
 def test_removal_failure_is_reported_and_the_run_goes_on(tree, monkeypatch, capsys):
-    real_unlink = os.unlink
+    real_rename = os.rename
 
-    def unlink(path, *a, **kw):
-        if os.fspath(path) in (tree["cache1"].name, str(tree["cache1"])):
+    def rename(src, dst, *a, **kw):
+        if os.fspath(src) in (tree["cache1"].name, str(tree["cache1"])):
             raise PermissionError(13, "Permission denied")
-        return real_unlink(path, *a, **kw)
+        return real_rename(src, dst, *a, **kw)
 
-    monkeypatch.setattr(os, "unlink", unlink)
+    monkeypatch.setattr(os, "rename", rename)
     status, out, err = clean(capsys, "--yes", tree["root"])
     assert status == 1
     assert f"could not remove {tree['cache1']}: Permission denied" in err
     assert tree["cache1"].exists() and not tree["cache2"].exists()
     assert "removed 1 file(s)" in out and "1 failed" in out
+
+
+def test_a_failed_unlink_puts_the_file_back_under_its_name(tree, monkeypatch):
+    before = sorted(os.listdir(tree["cache1"].parent))
+
+    real_unlink, tried = os.unlink, set()
+
+    def unlink(path, *a, **kw):  # the removal fails, putting it back works
+        if os.fspath(path) not in tried:
+            tried.add(os.fspath(path))
+            raise PermissionError(13, "Permission denied")
+        return real_unlink(path, *a, **kw)
+
+    findings = removable(tree)
+    monkeypatch.setattr(os, "unlink", unlink)
+    result = clean_cache.remove_cache_files(findings)
+    monkeypatch.undo()
+    assert [m for _, m in result.failed] == ["Permission denied"] * 2
+    assert sorted(os.listdir(tree["cache1"].parent)) == before
+    assert clean_cache.cache_file_problem(open(tree["cache1"], "rb")) is None
 
 
 def removable(tree):
@@ -320,7 +358,7 @@ def test_a_file_changed_after_the_scan_is_left_alone(tree):
     # With its time stamp put back, the content check still catches it.
     os.utime(tree["cache1"], ns=(stamp, stamp))
     [(_, message)] = clean_cache.remove_cache_files(findings[:1]).failed
-    assert message.startswith("no longer a legacy cache file (not a readable NPZ")
+    assert message.startswith("no longer a legacy cache file (not an NPZ")
 
 
 def test_a_file_replaced_or_vanished_after_the_scan(tree):
@@ -369,25 +407,48 @@ def test_a_directory_swapped_inside_the_root_is_not_followed(tree):
 
 # -- leftover temporary files ---------------------------------------------------
 
-def test_old_temporary_files_are_removed_young_ones_kept(tree, capsys):
-    old = make_temp(tree["root"] / "run1", "scan.g2k4.groups_cache.npz", 2 * 3600)
-    young = make_temp(tree["root"] / "run2", "other.g2k4.groups_cache.npz", 60)
-    unrelated = make_temp(tree["root"] / "run1", "scan.npz", 2 * 3600)  # a dataset's, not a cache's
+def cache_bytes(seed=0) -> bytes:
+    """The bytes of a real legacy cache."""
+    from ptycho_grouping import legacy_cache
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "x.g2k4.groups_cache.npz"
+        legacy_cache.write_cache(path, np.arange(8).reshape(2, 4) + seed, "c", 2, 4)
+        return path.read_bytes()
+
+
+def test_old_complete_temporaries_are_removed_young_or_partial_ones_kept(tree, capsys):
+    old = make_temp(tree["root"] / "run1", "scan.g2k4.groups_cache.npz", 2 * 3600, cache_bytes())
+    young = make_temp(tree["root"] / "run2", "other.g2k4.groups_cache.npz", 60, cache_bytes(1))
+    partial = make_temp(tree["root"] / "run2" / "deep", "other.g2k4.groups_cache.npz", 2 * 3600,
+                        cache_bytes()[:300])  # killed half-way: not provably a cache
+    unrelated = make_temp(tree["root"] / "run1", "scan.npz", 2 * 3600, cache_bytes())
     status, out, _ = clean(capsys, "--dry-run", tree["root"])
     assert status == 0
     assert f"would remove leftover temporary file {old} ({old.stat().st_size} bytes)" in out
     assert f"skipped {young}: temporary file modified 1 min ago" in out
+    assert f"skipped {partial}: temporary file of a cache write, but not a complete cache" in out
     assert str(unrelated) not in out
     total = total_of(tree) + old.stat().st_size
     assert (f"would remove 3 file(s), freeing {clean_cache._total(total)}; "
             "1 of them leftover temporary file(s)") in out
     status, out, _ = clean(capsys, "--yes", tree["root"])
-    assert status == 0 and not old.exists() and young.exists() and unrelated.exists()
+    assert status == 0 and not old.exists()
+    assert young.exists() and partial.exists() and unrelated.exists()
     assert f"removed leftover temporary file {old}" in out
 
 
+@pytest.mark.parametrize("text", [b"my notes on the g2k4 run\n", b"PK\x03\x04 not really"])
+def test_a_text_file_named_like_an_old_temporary_is_never_removed(tree, capsys, text):
+    notes = make_temp(tree["root"] / "run1", "thesis.g2k4.groups_cache.npz", 30 * 86400, text)
+    assert notes.name == ".thesis.g2k4.groups_cache.npz.k2x_9qz1.tmp"
+    status, out, _ = clean(capsys, "--yes", tree["root"])
+    assert status == 0 and notes.read_bytes() == text
+    assert f"skipped {notes}: temporary file of a cache write, but not a complete cache" in out
+
+
 def test_a_temporary_file_written_to_after_the_scan_is_kept(tree):
-    tmp = make_temp(tree["root"] / "run1", "scan.g2k4.groups_cache.npz", 2 * 3600)
+    tmp = make_temp(tree["root"] / "run1", "scan.g2k4.groups_cache.npz", 2 * 3600, cache_bytes())
     findings = [f for f in removable(tree) if f.kind == "temp"]
     assert [f.path for f in findings] == [tmp]
     os.utime(tmp)  # a write resumed
@@ -395,26 +456,152 @@ def test_a_temporary_file_written_to_after_the_scan_is_kept(tree):
     assert tmp.exists() and result.failed[0][1] == "modified since the scan; left alone"
 
 
-def test_the_temporary_name_is_the_one_atomic_savez_uses(tmp_path, monkeypatch):
-    # Interrupt a real cache write and check the leftover is recognised.
-    from ptycho_grouping import legacy_cache
-    import tempfile
+KILLED_BEFORE_RENAME = """
+import os, signal, sys
+import numpy as np
+if sys.argv[2] == "named":
+    del os.O_TMPFILE
+from ptycho_grouping import legacy_cache
+os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)  # killed at the last moment
+legacy_cache.write_cache(sys.argv[1], np.arange(8).reshape(2, 4), "c", 2, 4)
+"""
 
-    made = []
-    real_mkstemp = tempfile.mkstemp
 
-    def keep(*args, **kwargs):
-        fd, name = real_mkstemp(*args, **kwargs)
-        made.append(Path(name))
-        return fd, name
+@pytest.mark.parametrize("mode", ["unnamed", "named"])
+def test_a_killed_cache_write_leaves_a_temporary_the_cleaner_removes(tmp_path, capsys, mode):
+    if mode == "unnamed" and not hasattr(os, "O_TMPFILE"):
+        pytest.skip("no O_TMPFILE here")
+    target = tmp_path / "scan.g2k4.groups_cache.npz"
+    proc = subprocess.run([sys.executable, "-c", KILLED_BEFORE_RENAME, str(target), mode],
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True)
+    assert proc.returncode == -9, proc.stderr.decode()
+    [leftover] = os.listdir(tmp_path)
+    assert clean_cache._is_temp_name(leftover)
+    # Its writer is gone: removed although it is seconds old.
+    status, out, _ = clean(capsys, "--yes", tmp_path)
+    assert status == 0 and os.listdir(tmp_path) == []
+    assert f"removed leftover temporary file {tmp_path / leftover}" in out
 
-    monkeypatch.setattr(tempfile, "mkstemp", keep)
-    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
-    with pytest.raises(KeyboardInterrupt):
-        legacy_cache.write_cache(tmp_path / "scan.g2k4.groups_cache.npz",
-                                 np.zeros((1, 4)), "c", 2, 4)
-    [name] = made
-    assert clean_cache._is_temp_name(name.name)
+
+def test_a_live_writers_complete_temporary_is_kept(tmp_path, capsys):
+    from ptycho_grouping.atomic_write import temporary_name
+    live = tmp_path / temporary_name("scan.g2k4.groups_cache.npz")  # this process: alive
+    live.write_bytes(cache_bytes())
+    status, out, _ = clean(capsys, "--yes", tmp_path)
+    assert status == 0 and live.exists() and "a cache write may still be running" in out
+
+
+# -- hostile files and trees ------------------------------------------------------
+
+def test_a_user_file_with_a_cache_appended_is_not_removed(tmp_path, capsys):
+    polyglot = tmp_path / "mine.g2k4.groups_cache.npz"
+    polyglot.write_bytes(b"My own data, years of it.\n" * 10 + cache_bytes())
+    status, out, _ = clean(capsys, "--yes", tmp_path)
+    assert status == 0 and polyglot.exists()
+    assert f"skipped {polyglot}: not an NPZ: the file does not start with a zip entry" in out
+
+
+def test_a_tree_deeper_than_the_recursion_limit(tmp_path, capsys):
+    depth = max(1100, sys.getrecursionlimit() + 100)
+    deep = tmp_path
+    for _ in range(depth):  # not os.makedirs: it recurses too
+        deep = deep / "d"
+        deep.mkdir()
+    try:
+        cache = legacy_cache_for(deep / "scan.npz")
+        status, out, err = clean(capsys, "--yes", tmp_path)
+        assert status == 0 and not cache.exists(), err[-500:]
+        assert "removed 1 file(s)" in out
+    finally:  # pytest's own clean-up (shutil.rmtree) recurses: leave no deep tree
+        for leftover in deep.iterdir():
+            leftover.unlink()
+        while deep != tmp_path:
+            deep.rmdir()
+            deep = deep.parent
+
+
+def undecodable_name(tmp_path) -> Path:
+    name = os.fsdecode(b"caf\xe9-\xff.g2k4.groups_cache.npz")  # Latin-1 bytes, not UTF-8
+    path = tmp_path / name
+    path.write_bytes(cache_bytes())
+    return path
+
+
+@pytest.mark.parametrize("encoding", ["utf-8:strict", "ascii:strict", "latin-1:strict"])
+@pytest.mark.parametrize("flag", ["--dry-run", "--yes"])
+def test_any_name_prints_on_any_stdout_encoding(tmp_path, encoding, flag):
+    path = undecodable_name(tmp_path)
+    accented = tmp_path / "\u00e9t\u00e9 \u6e2c.g2k4.groups_cache.npz"  # valid UTF-8, not ASCII
+    accented.write_bytes(cache_bytes(1))
+    proc = subprocess.run([sys.executable, str(ROOT / "migration" / "clean_cache.py"), flag,
+                           os.fsencode(tmp_path)], capture_output=True,
+                          env=dict(os.environ, PYTHONIOENCODING=encoding))
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    out = proc.stdout.decode(encoding.split(":")[0])
+    assert "caf\\xe9-\\xff.g2k4.groups_cache.npz" in out
+    assert "Traceback" not in proc.stderr.decode(errors="replace")
+    assert (flag == "--yes") is not path.exists()
+    assert (flag == "--yes") is not accented.exists()
+
+
+def test_a_name_with_a_newline_is_removed_and_shown_escaped(tmp_path, capsys):
+    cache = tmp_path / "run\n2.g2k4.groups_cache.npz"
+    cache.write_bytes(cache_bytes())
+    decoy = tmp_path / "run2.g2k4.groups_cache.npz\n"  # a trailing newline: not a cache name
+    decoy.write_bytes(cache_bytes())
+    status, out, _ = clean(capsys, "--yes", tmp_path)
+    assert status == 0 and not cache.exists() and decoy.exists()
+    assert f"removed {tmp_path}/run\\n2.g2k4.groups_cache.npz (" in out
+    assert out.count("\n") == 2  # one line per file plus the total: no line broken
+
+
+def test_shown_names():
+    show = clean_cache._show
+    assert show("/data/scan.g2k4.groups_cache.npz") == "/data/scan.g2k4.groups_cache.npz"
+    assert show("a\nb\\c") == "a\\nb\\\\c"
+    assert show(os.fsdecode(b"x\xff")) == "x\\xff"
+    assert show("\u00e9\u6e2c") == "\u00e9\u6e2c"
+    assert show("bell\x07") == "bell\\x07"
+
+
+def test_racing_renames_never_get_a_non_cache_deleted(tmp_path):
+    """A thread swaps a user file in and out under the cache's name while the cleaner runs."""
+    import threading
+    precious = b"the only copy of someone's notes"
+    real = cache_bytes()
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for trial in range(200):
+            d = tmp_path / f"t{trial}"
+            d.mkdir()
+            name, decoy, parked = (d / "scan.g2k4.groups_cache.npz", d / "notes.txt",
+                                   d / "parked")
+            name.write_bytes(real)
+            decoy.write_bytes(precious)
+            findings = [f for f in clean_cache.find_cache_files([d]) if f.removable]
+            stop = threading.Event()
+
+            def swap():
+                while not stop.is_set():
+                    for src, dst in ((name, parked), (decoy, name), (name, decoy),
+                                     (parked, name)):
+                        try:
+                            os.rename(src, dst)
+                        except OSError:
+                            pass
+
+            racer = threading.Thread(target=swap)
+            racer.start()
+            try:
+                clean_cache.remove_cache_files(findings)
+            finally:
+                stop.set()
+                racer.join()
+            contents = [p.read_bytes() for p in d.iterdir()]
+            assert contents.count(precious) == 1, (trial, sorted(os.listdir(d)))
+    finally:
+        sys.setswitchinterval(switch)
 
 
 # -- reporting -----------------------------------------------------------------

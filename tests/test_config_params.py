@@ -55,6 +55,10 @@ def test_params_get_missing_key_names_it():
         params.get("nope")
 
 
-def test_configs_are_frozen():
+def test_mutability_is_ptychopinns():
+    """ModelConfig is frozen; TrainingConfig and InferenceConfig are not (as in PtychoPINN)."""
     with pytest.raises(dataclasses.FrozenInstanceError):
-        TrainingConfig().n_groups = 3
+        ModelConfig().gridsize = 2
+    training, inference = TrainingConfig(), InferenceConfig()
+    training.n_groups = inference.n_groups = 3
+    assert training.n_groups == inference.n_groups == 3

@@ -85,17 +85,40 @@ def test_importable_with_the_old_signature(name):
     assert f"({text})" == OLD_SIGNATURES[name]
 
 
-def test_default_path_does_not_load_the_shim():
-    code = ("import sys, numpy as np; from ptycho.raw_data import RawData; "
+def test_default_path_does_not_use_the_shim(monkeypatch):
+    code = ("import numpy as np; from ptycho.raw_data import RawData; "
             "rd = RawData.from_coords_without_pc(np.arange(9.), np.zeros(9), np.ones((9, 2, 2)), "
-            "np.ones((2, 2)), np.zeros(9)); rd.generate_grouped_data(2, nsamples=3, gridsize=2, seed=0); "
-            "print('ptycho._deprecated' in sys.modules)")
+            "np.ones((2, 2)), np.zeros(9)); "
+            "print(rd.generate_grouped_data(2, nsamples=3, gridsize=2, seed=0)['nn_indices'].shape)")
     out = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", "-c", code],
                          capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["False"]
+    assert out == ["(3,", "4)"]
+    import ptycho._deprecated
     import ptycho.raw_data
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the default path called the deprecated grouping")
+
+    monkeypatch.setattr(ptycho.raw_data, "legacy_group_coords", boom)
+    monkeypatch.setattr(ptycho._deprecated, "legacy_group_coords", boom)
+    rd = make_raw(np.arange(64.0), np.zeros(64))
+    assert rd.generate_grouped_data(4, nsamples=5, gridsize=2, seed=0)["nn_indices"].shape == (5, 4)
     with pytest.raises(AttributeError, match="has no attribute 'no_such_function'"):
         getattr(ptycho.raw_data, "no_such_function")
+
+
+def test_shim_imports_one_way_with_no_function_level_imports():
+    """raw_data imports the shim; the shim never imports raw_data, at any level."""
+    import ast
+    import ptycho._deprecated
+    tree = ast.parse(open(ptycho._deprecated.__file__).read())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                for alias in node.names} | {node.module or "" for node in ast.walk(tree)
+                                            if isinstance(node, ast.ImportFrom)}
+    assert not any("raw_data" in name or name == "RawData" for name in imported), imported
+    functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    assert functions and not any(isinstance(n, (ast.Import, ast.ImportFrom))
+                                 for f in functions for n in ast.walk(f))
 
 
 @pytest.mark.parametrize("C, K", [(4, 4), (4, 7), (9, 8)])

@@ -134,7 +134,7 @@ def test_property_equal_to_the_old_algorithm(tmp_path, m, K, nsamples, seed, fam
 
 @pytest.mark.parametrize("K", [4, 5, 6, 7])
 def test_gridsize_3_needs_k_at_least_8(K):
-    with pytest.raises(ValueError, match=rf"neighbors \(K={K}\) must be at least 8 for group_size \(C=9\)"):
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match=rf"neighbors \(K={K}\) must be at least 8 for group_size \(C=9\)"):
         get_strategy(LEGACY).group(make_coords("raster", 50), GroupingRequest(
             n_groups=5, group_size=9, neighbors=K))
 
@@ -203,6 +203,10 @@ def test_int_rng_equals_global_seed_without_touching_the_global_state(tmp_path, 
     a = legacy_group(xy, 2, 6, 30, str(tmp_path / "d.npz"), rng=np.random.default_rng(1))
     b = legacy_group(xy, 2, 6, 30, str(tmp_path / "d.npz"), rng=np.random.default_rng(1))
     assert np.array_equal(a, b)
+    # So is a SeedSequence, which seeds the RandomState's bit generator.
+    c = legacy_group(xy, 2, 6, 30, str(tmp_path / "d.npz"), rng=np.random.SeedSequence(7))
+    d = legacy_group(xy, 2, 6, 30, str(tmp_path / "d.npz"), rng=np.random.SeedSequence(7))
+    assert np.array_equal(c, d) and not np.array_equal(c, a)
     assert np.array_equal(np.random.get_state()[1], before)
 
 
@@ -356,17 +360,43 @@ def test_unwritable_cache_location_still_groups(tmp_path, caplog):
     assert os.listdir(tmp_path) == []
 
 
-def test_logs_cache_hits_misses_and_progress(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(legacy, "_PROGRESS_EVERY", 20)
+def test_logs_cache_hits_and_misses(tmp_path, caplog):
     xy = make_coords("uniform", 50)
     with caplog.at_level(logging.INFO, logger="ptycho_grouping"):
         legacy_group(xy, 2, 4, 5, str(tmp_path / "scan.npz"))
         assert "no usable group cache" in caplog.text
-        assert "legacy grouping: 20 of 50 points" in caplog.text
-        assert "legacy grouping: 40 of 50 points" in caplog.text
+        assert "enumerating groups for 50 points (2 per point)" in caplog.text
         caplog.clear()
         legacy_group(xy, 2, 4, 5, str(tmp_path / "scan.npz"))
         assert "using group cache" in caplog.text and "no usable" not in caplog.text
+
+
+def test_progress_bar_on_stderr_only_when_asked(tmp_path, capfd):
+    xy = make_coords("uniform", 50)
+    runs = {}
+    for progress in (False, True):
+        with pytest.warns(DeprecationWarning):
+            runs[progress] = get_strategy(LEGACY).group(xy, GroupingRequest(
+                n_groups=20, group_size=4, neighbors=4, rng=3, progress=progress,
+                dataset_path=str(tmp_path / f"scan{progress}.npz")))
+        runs[progress, "out"] = capfd.readouterr()
+    assert runs[False, "out"].err == "" and runs[False, "out"].out == ""
+    bar = runs[True, "out"].err
+    assert "legacy grouping" in bar and "50/50" in bar and "100%" in bar
+    assert runs[True, "out"].out == ""
+    assert np.array_equal(runs[False], runs[True])  # the bar draws no random numbers
+    # A cache hit enumerates nothing, so there is no bar.
+    with pytest.warns(DeprecationWarning):
+        get_strategy(LEGACY).group(xy, GroupingRequest(
+            n_groups=20, group_size=4, neighbors=4, rng=3, progress=True,
+            dataset_path=str(tmp_path / "scanTrue.npz")))
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_progress_must_be_a_bool(value):
+    with pytest.raises(TypeError, match=rf"progress must be True or False, got {value!r}"):
+        GroupingRequest(n_groups=3, progress=value)
 
 
 # -- deprecation and selection ------------------------------------------------
@@ -509,20 +539,22 @@ def test_default_options_do_not_warn_about_being_ignored(tmp_path):
     assert [w.category for w in record] == [DeprecationWarning]
 
 
-def test_deprecation_is_logged_once_per_process(tmp_path, monkeypatch, caplog):
-    # Python hides a DeprecationWarning whose calling line is in an imported
-    # module, so library-style callers only see the log line.
-    monkeypatch.setattr(legacy, "_deprecation_logged", False)
-    with caplog.at_level(logging.WARNING, logger="ptycho_grouping.legacy"):
+def test_deprecation_is_a_warning_on_every_use_and_never_a_log_record(tmp_path, caplog):
+    with caplog.at_level(logging.DEBUG, logger="ptycho_grouping"), \
+            warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
         for _ in range(3):
-            legacy_group(make_coords("uniform", 40), 2, 4, 5, str(tmp_path / "d.npz"))
-    logged = [r for r in caplog.records if r.getMessage() == legacy.DEPRECATION_MESSAGE]
-    assert len(logged) == 1 and logged[0].levelno == logging.WARNING
+            get_strategy(LEGACY).group(make_coords("uniform", 40), GroupingRequest(
+                n_groups=5, group_size=4, neighbors=4, dataset_path=str(tmp_path / "d.npz")))
+    deprecations = [w for w in record if w.category is DeprecationWarning]
+    assert [str(w.message) for w in deprecations] == [legacy.DEPRECATION_MESSAGE] * 3
+    assert all(w.filename == __file__ for w in deprecations)
+    assert not [r for r in caplog.records if "deprecated" in r.getMessage()]
 
 
-def test_deprecation_warning_is_hidden_by_default_in_a_library_module(tmp_path):
-    # Why the log line exists: the warning is attributed to the library-style
-    # caller's line, which Python's default filters do not show; the log is.
+def test_deprecation_shown_once_to_a_script_and_not_logged(tmp_path):
+    # Python's default filters: shown once per calling line in __main__, hidden
+    # when the calling line is in an imported module. Never a log line as well.
     import subprocess
     import sys
     (tmp_path / "userlib.py").write_text(
@@ -531,13 +563,17 @@ def test_deprecation_warning_is_hidden_by_default_in_a_library_module(tmp_path):
         "    return get_strategy('legacy_group_then_sample').group(xy, GroupingRequest(\n"
         "        n_groups=5, group_size=4, neighbors=4, dataset_path=path))\n")
     script = ("import logging, numpy as np, userlib\n"
-              "logging.basicConfig()\n"
+              "from ptycho_grouping import GroupingRequest, get_strategy\n"
+              "logging.basicConfig(level=logging.DEBUG)\n"
               "xy = np.random.default_rng(0).uniform(0, 9, (40, 2))\n"
-              "userlib.run(xy, 'd.npz'); userlib.run(xy, 'd.npz')\n")
+              "userlib.run(xy, 'd.npz'); userlib.run(xy, 'd.npz')\n"
+              "for _ in range(2):\n"
+              "    get_strategy('legacy_group_then_sample').group(\n"
+              "        xy, GroupingRequest(n_groups=5, group_size=4, neighbors=4, dataset_path='d.npz'))\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "DeprecationWarning" not in proc.stderr
-    assert proc.stderr.count("WARNING:ptycho_grouping.legacy:grouping_strategy "
-                             "'legacy_group_then_sample' is deprecated") == 1
+    assert proc.stderr.count("is deprecated") == 1
+    assert ("<string>:7: DeprecationWarning: grouping_strategy 'legacy_group_then_sample' "
+            "is deprecated") in proc.stderr

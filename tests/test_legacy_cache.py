@@ -217,3 +217,88 @@ def test_temporary_name_pattern_recovers_the_cache_name(stem, g, k, suffix):
     m = lc.TEMP_NAME_RE.match(f".{cache}.{suffix}.tmp")
     assert m and m["cache"] == cache
     assert not lc.TEMP_NAME_RE.match(f".{stem}.npz.{suffix}.tmp")  # a dataset's, not a cache's
+
+
+# -- a well-formed cache with impossible indices -----------------------------------
+
+@given(bad=st.one_of(st.integers(-2**62, -1), st.integers(10, 2**62)), row=st.integers(0, 2),
+       col=st.integers(0, 3))
+def test_out_of_range_indices_make_a_cache_corrupt(tmp_path_factory, bad, row, col):
+    path = tmp_path_factory.mktemp("c") / "scan.g2k4.groups_cache.npz"
+    groups = np.arange(12, dtype=np.int64).reshape(3, 4) % 10
+    groups[row, col] = bad
+    lc.write_cache(path, groups, "abc", 2, 4)
+    assert lc.is_legacy_cache_file(path)  # well-formed: only the values are wrong
+    assert lc.read_cache(path, "abc", 2, 4, n_points=10) is None
+    assert not path.exists()  # removed, so the legacy strategy recomputes and replaces it
+
+
+def test_in_range_indices_are_used_and_the_range_is_checked_at_the_edges(tmp_path, caplog):
+    path = tmp_path / "scan.g2k4.groups_cache.npz"
+    groups = np.array([[0, 1, 2, 9]], np.int64)
+    lc.write_cache(path, groups, "abc", 2, 4)
+    assert np.array_equal(lc.read_cache(path, "abc", 2, 4, n_points=10), groups)
+    assert lc.read_cache(path, "abc", 2, 4, n_points=9) is None and not path.exists()
+    assert "indices 0 to 9; valid are 0 to 8" in caplog.text
+    assert any(r.levelname == "WARNING" for r in caplog.records)
+
+
+def test_negative_indices_are_refused_even_without_the_point_count(tmp_path):
+    path = tmp_path / "scan.g2k4.groups_cache.npz"
+    lc.write_cache(path, np.array([[-1, 0, 1, 2]]), "abc", 2, 4)
+    assert lc.read_cache(path, "abc", 2, 4) is None and not path.exists()
+
+
+def legacy_groups_over_a_bad_cache(tmp_path, bad_groups):
+    import warnings
+    from ptycho_grouping import GroupingRequest, get_strategy
+    rng = np.random.default_rng(3)
+    coords = rng.random((40, 2)) * 50
+    dataset = tmp_path / "scan.npz"
+    checksum = lc.dataset_checksum(coords[:, 0], coords[:, 1])
+    path = lc.cache_path(dataset, 2, 6, checksum)
+    lc.write_cache(path, np.array(bad_groups), checksum, 2, 6)
+    request = GroupingRequest(n_groups=5, group_size=4, neighbors=6, dataset_path=dataset, rng=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)  # "only 2 groups exist", from a bad cache
+        np.random.seed(0)
+        groups = get_strategy("legacy_group_then_sample").group(coords, request)
+    assert groups.min() >= 0 and groups.max() < 40
+    with np.load(path, allow_pickle=False) as npz:  # replaced by a good cache
+        cached = npz["all_groups"]
+    assert cached.min() >= 0 and cached.max() < 40 and len(cached) > 2
+
+
+def test_the_legacy_strategy_recomputes_over_a_negative_index_cache(tmp_path):
+    legacy_groups_over_a_bad_cache(tmp_path, [[-3, 0, 1, 2], [0, 1, 2, 3]])
+
+
+def test_the_legacy_strategy_recomputes_over_a_too_large_index_cache(tmp_path):
+    legacy_groups_over_a_bad_cache(tmp_path, [[0, 1, 2, 3], [0, 1, 2, 400]])
+
+
+# -- recognition: a zip starting at byte 0, whole names ----------------------------
+
+def test_a_cache_with_leading_bytes_is_not_a_cache(tmp_path):
+    path = tmp_path / "scan.g2k4.groups_cache.npz"
+    lc.write_cache(path, np.zeros((1, 4)), "abc", 2, 4)
+    cache = path.read_bytes()
+    for junk in (b"my thesis notes\n", b"PK\x03\x04 my own zip, then a cache"):
+        path.write_bytes(junk + cache)  # zipfile still finds the cache; np.load does not
+        with open(path, "rb") as fh:
+            assert "does not start" in lc.cache_file_problem(fh)
+        assert not lc.is_legacy_cache_file(path)
+    path.write_bytes(b"my thesis notes\n" + cache)
+    with pytest.raises(ValueError, match="allow_pickle"):  # np.load refuses it too
+        np.load(path, allow_pickle=False)
+
+
+@pytest.mark.parametrize("name, ok", [
+    ("my\nscan.g2k4.groups_cache.npz", True),
+    ("scan.g2k4.groups_cache.npz\n", False),
+    ("scan.g\u0662k4.groups_cache.npz", False),  # an Arabic-Indic digit
+])
+def test_whole_names_match(name, ok):
+    assert bool(lc.CACHE_NAME_RE.match(name)) is ok
+    assert bool(lc.TEMP_NAME_RE.match(f".{name}.abc123.tmp")) is ok

@@ -47,7 +47,7 @@ def test_shapes_and_consistency_on_user_datasets(name, gridsize):
     m, c = len(xy), gridsize * gridsize
     nsamples = min(512, m)
     if c > m:
-        with pytest.raises(ValueError, match=rf"group_size={c} is larger than the number of scan points \({m}\)"):
+        with pytest.raises(ValueError, match=rf"gridsize={gridsize} needs C={c} distinct positions per group, more than the {m} scan points"):
             rd.generate_grouped_data(N, K=max(c, 4), nsamples=nsamples, gridsize=gridsize, seed=0)
         return
     with warnings.catch_warnings():
@@ -175,24 +175,53 @@ def test_no_file_is_written(tmp_path, monkeypatch):
 def test_tree_is_reused_and_never_stale():
     rd = make_raw(raster(20))
     rd.generate_grouped_data(N, K=4, nsamples=20, gridsize=2, seed=0)
-    first = rd._index
+    first = rd._neighbor_index(None)
     rd.generate_grouped_data(N, K=4, nsamples=20, gridsize=2, seed=1)
-    assert rd._index is first and first.tree_built
+    assert rd._neighbor_index(None) is first and first.tree_built
 
-    # In-place change: move point 0 far away; it must stop being anyone's neighbour.
-    rd.xcoords[0] = 1e6
+    # In-place edits cannot make the index stale: the positions are read-only.
+    with pytest.raises(ValueError, match="read-only"):
+        rd.xcoords[0] = 1e6
+    # Reassignment drops the index; point 0 moved far away is nobody's neighbour.
+    moved = rd.xcoords.copy()
+    moved[0] = 1e6
+    rd.xcoords = moved
     out = rd.generate_grouped_data(N, K=4, nsamples=400, gridsize=2, seed=0)
-    assert rd._index is not first
+    assert rd._neighbor_index(None) is not first
     assert not (out["nn_indices"][:, 1:] == 0).any()
 
-    # Reassignment: a new array of coordinates.
-    second = rd._index
-    rd.xcoords = rd.xcoords.copy()
-    rd.generate_grouped_data(N, K=4, nsamples=5, gridsize=2, seed=0)
-    assert rd._index is second  # same values: same tree
-    rd.ycoords = rd.ycoords[::-1].copy()
-    rd.generate_grouped_data(N, K=4, nsamples=5, gridsize=2, seed=0)
-    assert rd._index is not second
+
+def test_positions_are_private_read_only_copies():
+    x = np.arange(5.0)
+    rd = RawData(**(base_args() | dict(xcoords=x)))
+    x[0] = 99.0  # the caller's array stays theirs and writable
+    assert rd.xcoords[0] == 0.0 and not rd.xcoords.flags.writeable
+    for name in ("xcoords", "ycoords", "xcoords_start", "ycoords_start"):
+        with pytest.raises(ValueError, match="read-only"):
+            getattr(rd, name)[1] = np.nan
+
+
+def test_pickled_rawdata_groups_the_same_and_keeps_positions_read_only():
+    import pickle
+    rd = make_raw(raster(10))
+    want = rd.generate_grouped_data(N, K=4, nsamples=20, gridsize=2, seed=4)
+    back = pickle.loads(pickle.dumps(rd))  # after an index was built and cached
+    got = back.generate_grouped_data(N, K=4, nsamples=20, gridsize=2, seed=4)
+    assert all(np.array_equal(got[k], want[k]) for k in ("nn_indices", "X_full", "coords_nn"))
+    with pytest.raises(ValueError, match="read-only"):
+        back.ycoords[0] = 3.0
+
+
+def test_second_call_does_not_revalidate_or_rebuild(monkeypatch):
+    """Validation runs on assignment; a second call touches no O(M) check."""
+    import ptycho.raw_data as module
+    rd = make_raw(raster(30))
+    rd.generate_grouped_data(N, K=4, nsamples=10, gridsize=2, seed=0)
+    calls = []
+    monkeypatch.setattr(module, "_coordinates", lambda *a: calls.append(a) or 1 / 0)
+    monkeypatch.setattr(module, "NeighborIndex", lambda *a, **k: calls.append(a) or 1 / 0)
+    again = rd.generate_grouped_data(N, K=4, nsamples=10, gridsize=2, seed=1)
+    assert again["nn_indices"].shape == (10, 4) and calls == []
 
 
 # -- properties ---------------------------------------------------------------
@@ -315,14 +344,15 @@ def test_bad_grouping_arguments():
         rd.generate_grouped_data(8, nsamples=2)
     with pytest.raises(ValueError, match="N must be a positive integer, got 0"):
         rd.generate_grouped_data(0, nsamples=2)
-    with pytest.raises(ValueError, match=r"neighbors \(K=3\) must be at least 4"):
+    with pytest.raises(ValueError, match=r"K=3 must be at least 4 for gridsize=2 \(C=4\)"):
         rd.generate_grouped_data(4, K=3, nsamples=2, gridsize=2)
-    rd.xcoords[1] = np.nan
+    bad = rd.xcoords.copy()
+    bad[1] = np.nan
     with pytest.raises(ValueError, match="xcoords must be finite"):
-        rd.generate_grouped_data(4, nsamples=2)
+        rd.xcoords = bad
 
 
-# -- arrays changed after construction are checked again before grouping ------
+# -- arrays reassigned after construction: checked on assignment, lengths on use --
 
 @pytest.mark.parametrize("name, value, exc, message", [
     ("xcoords_start", np.arange(4.0), ValueError, "xcoords_start has 4 entries but xcoords has 5"),
@@ -336,17 +366,18 @@ def test_bad_grouping_arguments():
 def test_reassigned_arrays_are_checked_before_grouping(name, value, exc, message):
     rd = RawData(**base_args())
     rd.diff3d[:] = 1
-    setattr(rd, name, value)
-    with pytest.raises(exc, match=message):
+    with pytest.raises(exc, match=message):  # on assignment, or (lengths) on use
+        setattr(rd, name, value)
         rd.generate_grouped_data(4, nsamples=2, seed=0)
 
 
-def test_nan_written_into_start_coordinates_is_caught():
+def test_nan_assigned_to_start_coordinates_is_caught():
     rd = RawData(**base_args())
-    rd.diff3d[:] = 1
-    rd.xcoords_start[3] = np.nan
+    bad = np.arange(5.0)
+    bad[3] = np.nan
     with pytest.raises(ValueError, match="xcoords_start must be finite: 1 non-finite value.*index 3"):
-        rd.generate_grouped_data(4, nsamples=2, seed=0)
+        rd.xcoords_start = bad
+    assert np.array_equal(rd.xcoords_start, np.arange(5.0))  # the old value is kept
 
 
 def test_coordinates_reassigned_as_lists_work():

@@ -1,9 +1,9 @@
 """The pluggy registry: built-ins, third-party entry points, broken plugins."""
 import importlib
-import importlib.metadata
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,13 +59,28 @@ def test_builtin_default_is_registered_through_the_hook():
     assert info.cls is SampleThenGroup
     assert info.source == "built-in"
     assert info.deprecated is False
+    assert info.plugin == "ptycho_grouping.sample_then_group"
     assert isinstance(registry.get_strategy(), SampleThenGroup)
     assert isinstance(registry.get_strategy(None), SampleThenGroup)
+    assert registry.DEFAULT_STRATEGY == SampleThenGroup.name == "sample_then_group"
 
 
-def test_builtin_is_declared_as_an_entry_point_like_any_plugin():
-    eps = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="ptycho_grouping")}
-    assert eps.get("sample_then_group") == "ptycho_grouping.sample_then_group"
+def test_builtins_are_declared_once_as_hook_implementations():
+    # One list in the registry; pyproject.toml declares no entry point of its
+    # own, which would announce the built-ins a second time.
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    project = tomllib.loads(pyproject.read_text())["project"]
+    assert "ptycho_grouping" not in project.get("entry-points", {})
+    reg = StrategyRegistry(load_entry_points=False)
+    assert sorted(name for name, _ in reg.pm.list_name_plugin()) == [
+        "ptycho_grouping.legacy", "ptycho_grouping.sample_then_group"]
+    for module in registry.BUILTIN_PLUGINS:
+        # The same hook a third-party module implements, nothing else.
+        assert [hc.name for hc in reg.pm.get_hookcallers(module)] == ["ptycho_grouping_strategies"]
+    assert {i.name: i.plugin for i in reg.list()} == {
+        "legacy_group_then_sample": "ptycho_grouping.legacy",
+        "sample_then_group": "ptycho_grouping.sample_then_group"}
 
 
 def test_third_party_entry_point_is_discovered_and_selectable(tmp_path, monkeypatch):
@@ -141,11 +156,11 @@ def ptycho_grouping_strategies():
 
 
 def test_entry_point_name_clashes_drop_no_plugin(tmp_path, monkeypatch):
-    # Entry-point names are chosen by each distribution alone: one reuses the
-    # built-in's name, two others both say "toy". Every strategy must arrive.
+    # Entry-point names are chosen by each distribution alone: one reuses a
+    # built-in's plugin name, two others both say "toy". Every strategy must arrive.
     install_fake_distribution(tmp_path, monkeypatch, "ptg-fancy",
                               {"ptg_fancy_mod": toy_plugin("Fancy", "fancy")},
-                              {"sample_then_group": "ptg_fancy_mod"})
+                              {"ptycho_grouping.sample_then_group": "ptg_fancy_mod"})
     install_fake_distribution(tmp_path, monkeypatch, "ptg-toy-one",
                               {"ptg_toy_one": toy_plugin("ToyOne", "toy_one")},
                               {"toy": "ptg_toy_one"})
@@ -158,7 +173,7 @@ def test_entry_point_name_clashes_drop_no_plugin(tmp_path, monkeypatch):
         infos = {i.name: i for i in reg.list()}
     assert {"fancy", "toy_one", "toy_two", "sample_then_group"} <= set(infos)
     assert infos["fancy"].source == "ptg-fancy"
-    assert infos["fancy"].plugin == "ptg-fancy:sample_then_group"
+    assert infos["fancy"].plugin == "ptg-fancy:ptycho_grouping.sample_then_group"
     assert (infos["toy_one"].source, infos["toy_two"].source) == ("ptg-toy-one", "ptg-toy-two")
     # Whichever "toy" came first keeps the name; the other is "<dist>:toy".
     toys = [infos["toy_one"], infos["toy_two"]]
@@ -166,14 +181,14 @@ def test_entry_point_name_clashes_drop_no_plugin(tmp_path, monkeypatch):
     assert all(i.plugin in ("toy", f"{i.source}:toy") for i in toys)
     # The built-in keeps its own plugin name and module.
     assert infos["sample_then_group"].cls is SampleThenGroup
-    assert infos["sample_then_group"].plugin == "sample_then_group"
+    assert infos["sample_then_group"].plugin == "ptycho_grouping.sample_then_group"
     assert type(reg.get("toy_two")).__name__ == "ToyTwo"
 
 
-def test_builtin_entry_points_are_the_builtins_themselves(tmp_path, monkeypatch):
-    # This package declares its built-ins as entry points too (for an installed
-    # package), and another distribution may name a built-in module as well:
-    # both are recognised as the already registered plugins, without a warning.
+def test_entry_points_naming_a_builtin_module_add_nothing(tmp_path, monkeypatch):
+    # Another distribution (or the metadata of an older install of this one)
+    # may name a built-in module: it is the plugin already registered, and
+    # is recognised as such without a warning.
     install_fake_distribution(tmp_path, monkeypatch, "ptg-reexport", {},
                               {"stg_again": "ptycho_grouping.sample_then_group",
                                "legacy_group_then_sample": "ptycho_grouping.legacy"})
@@ -182,7 +197,7 @@ def test_builtin_entry_points_are_the_builtins_themselves(tmp_path, monkeypatch)
         reg = StrategyRegistry()
         infos = reg.list()
     assert sorted(name for name, _ in reg.pm.list_name_plugin()) == [
-        "legacy_group_then_sample", "sample_then_group"]
+        "ptycho_grouping.legacy", "ptycho_grouping.sample_then_group"]
     assert [i.name for i in infos] == ["legacy_group_then_sample", "sample_then_group"]
     assert all(i.source == "built-in" for i in infos)
     assert reg.conflicts == {}
@@ -194,7 +209,8 @@ def test_duplicate_names_are_an_error_naming_both_sources(tmp_path, monkeypatch)
                               {"impostor": "ptg_impostor"})
     reg = StrategyRegistry()
     both = (r"'sample_then_group' is registered twice: by SampleThenGroup from plugin "
-            r"'sample_then_group' \(built-in\) and by Impostor from plugin 'impostor' "
+            r"'ptycho_grouping.sample_then_group' \(built-in\) and by Impostor from plugin "
+            r"'impostor' "
             r"\(ptg-impostor\)")
     with pytest.warns(PluginWarning, match=both + "; listing SampleThenGroup"):
         infos = {i.name: i for i in reg.list()}
@@ -231,6 +247,17 @@ def test_registry_without_entry_points_still_has_builtins():
     assert isinstance(reg.get("sample_then_group"), SampleThenGroup)
 
 
+def plugin_of(*classes, **hookimpl_options):
+    """A plugin object whose hook returns ``classes``."""
+    class Plugin:
+        @staticmethod
+        @registry.hookspecs.hookimpl(**hookimpl_options)
+        def ptycho_grouping_strategies():
+            return list(classes)
+
+    return Plugin()
+
+
 def test_runtime_registration_of_a_plugin_object():
     class Reverse(GroupingStrategy):
         name = "reverse_seeds"
@@ -238,14 +265,8 @@ def test_runtime_registration_of_a_plugin_object():
         def _group(self, index, request):
             return np.arange(index.n_points)[::-1][:request.n_groups, None]
 
-    class Plugin:
-        @staticmethod
-        @registry.hookspecs.hookimpl
-        def ptycho_grouping_strategies():
-            return [Reverse]
-
     reg = StrategyRegistry(load_entry_points=False)
-    reg.register(Plugin(), "reverse")
+    reg.register(plugin_of(Reverse), "reverse")
     info = {i.name: i for i in reg.list()}["reverse_seeds"]
     assert info.source == "registered at run time"
     groups = reg.get("reverse_seeds").group(np.zeros((4, 2)), GroupingRequest(n_groups=2))
@@ -260,7 +281,8 @@ def test_grouping_strategy_name_must_be_a_string():
 def test_malformed_entry_point_breaks_nothing(tmp_path, monkeypatch):
     # 'my-plugin' is not a module path: reading the entry point's parts fails.
     install_fake_distribution(tmp_path, monkeypatch, "ptg-malformed", {}, {"hy": "my-plugin"})
-    with pytest.warns(PluginWarning, match=r"'hy' \(my-plugin\) skipped: malformed entry point"):
+    with pytest.warns(PluginWarning, match=r"'hy' \(ptg-malformed\) skipped: failed to load "
+                                           r"entry point 'my-plugin'"):
         reg = StrategyRegistry()
     assert {"sample_then_group", "legacy_group_then_sample"} <= set(reg.strategies)
     assert type(reg.get()).__name__ == "SampleThenGroup"
@@ -278,3 +300,51 @@ def test_misspelt_hook_is_reported_not_ignored(tmp_path, monkeypatch):
                                            r"hook \(ptycho_grouping_strategy\)"):
         reg = StrategyRegistry()
     assert reg.pm.get_plugin("typo") is None and "sample_then_group" in reg.strategies
+
+
+def test_a_hook_with_a_wrong_signature_is_skipped(tmp_path, monkeypatch):
+    install_fake_distribution(tmp_path, monkeypatch, "ptg-signature", {"ptg_signature": """
+        from ptycho_grouping import hookimpl
+
+        @hookimpl
+        def ptycho_grouping_strategies(config):
+            return []
+    """}, {"signature": "ptg_signature"})
+    with pytest.warns(PluginWarning, match=r"'signature' \(ptg-signature\) skipped: could not "
+                                           r"be registered: .*config") as record:
+        reg = StrategyRegistry()
+    assert "\n" not in str(record[0].message)  # one line, whatever pluggy's message
+    assert reg.pm.get_plugin("signature") is None and "sample_then_group" in reg.strategies
+
+
+def test_a_late_claim_on_a_builtin_name_still_lists_the_builtin():
+    class Impostor(GroupingStrategy):
+        name = "sample_then_group"
+
+        def _group(self, index, request):
+            return None
+
+    reg = StrategyRegistry(load_entry_points=False)
+    # trylast puts this implementation before the built-ins in pluggy's list.
+    reg.register(plugin_of(Impostor, SampleThenGroup, trylast=True), "early")
+    # Offers the built-in class itself, as a re-exporting plugin might.
+    reg.register(plugin_of(SampleThenGroup), "again")
+    with pytest.warns(PluginWarning, match="listing SampleThenGroup") as record:
+        conflicts = reg.conflicts  # conflicts first: they are collected on demand too
+    assert len(record) == 1 and "\n" not in str(record[0].message)
+    # Offering the built-in class again is no conflict; only Impostor is.
+    assert [i.cls for i in conflicts["sample_then_group"]] == [Impostor, SampleThenGroup]
+    assert reg.strategies["sample_then_group"].cls is SampleThenGroup
+    assert reg.strategies["sample_then_group"].source == "built-in"
+
+
+def test_reload_picks_up_a_newly_installed_plugin(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "_default", None)
+    assert "every_other" not in {i.name for i in registry.list_strategies()}
+    install_fake_distribution(tmp_path, monkeypatch, "ptg-late", {"ptg_late": PLUGIN_SOURCE},
+                              {"every_other": "ptg_late"})
+    assert "every_other" not in {i.name for i in registry.list_strategies()}  # cached
+    assert registry.reload() is registry.default_registry()
+    assert "every_other" in {i.name for i in registry.list_strategies()}
+    assert repr(registry.get_strategy("every_other")) == "EveryOther()"
+    monkeypatch.setattr(registry, "_default", None)
