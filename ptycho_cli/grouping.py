@@ -28,7 +28,7 @@ __all__ = ["DEFAULT_NEIGHBORS", "DEFAULT_GROUPS", "add_grouping_options", "Group
 #: K when ``--neighbors`` is not given and the gridsize allows it: members
 #: drawn from a few more neighbours than a 2x2 group needs vary between draws.
 DEFAULT_NEIGHBORS = 7
-DEFAULT_GROUPS = TrainingConfig.n_groups
+DEFAULT_GROUPS = TrainingConfig().n_groups
 
 
 def add_grouping_options(p) -> None:

@@ -131,7 +131,7 @@ def _has_matplotlib():
     (["group", "missing.npz", "-o", "x.npz"], "input file not found: missing.npz"),
     (["group", "-o", "no/such/dir/x.npz"], "output directory does not exist"),
     (["group", "demo.npz", "-o", "x.npz", "--neighbors", "3"],
-     "demo.npz: --neighbors (K=3) must be at least 4 for gridsize**2 (C=4)"),
+     "demo.npz: --neighbors 3 must be at least 4 for --gridsize 2 (C=4)"),
     (["group", "demo.npz", "-o", "x.npz", "--strategy", "nope"], "unknown --strategy 'nope'"),
     (["group", "demo.npz", "-o", "x.npz", "--groups", "2000"],
      "demo.npz: --groups 2000 is larger than the number of scan points (1500); add --oversample"),

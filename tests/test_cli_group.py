@@ -64,9 +64,10 @@ def test_capacity_error_speaks_in_flags(data):
     assert proc.returncode == 2
     line = proc.stderr.strip()
     assert line.startswith("ptycho-group: error: small.npz: cannot draw --groups 100000 "
-                           "distinct groups of C=4 (gridsize**2) from 300 scan points")
+                           "distinct groups of --gridsize 2 (C=4) from 300 scan points")
     assert line.endswith("or raise --pool-size")
-    for python_name in ("n_groups", "neighbor_pool_size", "enable_oversampling", "group_size"):
+    for python_name in ("n_groups", "nsamples", "neighbor_pool_size", "enable_oversampling",
+                        "group_size", "K="):
         assert python_name not in line
     assert not (data / "x.npz").exists()
 
