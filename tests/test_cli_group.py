@@ -240,8 +240,10 @@ def test_info_describes_the_file_and_its_command_works(data):
 
 def test_info_on_a_compressed_file_with_metadata(tmp_path):
     raw = make_demo(points=60, seed=0)
+    # PtychoPINN's tools store the JSON text as a pickled 0-d object array.
     np.savez_compressed(tmp_path / "meta.npz", xcoords=raw.xcoords, ycoords=raw.ycoords,
-                        diff3d=raw.diff3d, _metadata=np.array('{"energy_keV": 8.0}'))
+                        diff3d=raw.diff3d,
+                        _metadata=np.array('{"energy_keV": 8.0}', dtype=object))
     rows = dict(line.split(None, 1) for line in cli("info", "meta.npz", cwd=tmp_path)
                 .stdout.splitlines() if not line.startswith("group it"))
     assert rows["patterns"] == "60 x 32 x 32 float32, loaded"

@@ -1,7 +1,7 @@
 """``ptycho-group info``: what to know about a dataset before grouping it."""
 from __future__ import annotations
 
-from pathlib import Path
+import json
 
 import numpy as np
 
@@ -44,15 +44,9 @@ def _array(value, lazy: bool = False) -> str:
     return f"{shape} {np.dtype(value.dtype).name}{where if value.ndim == 3 else ''}"
 
 
-def _metadata(path: Path, members: dict) -> str:
-    if "_metadata" not in members:
-        return "none"
-    with np.load(path, allow_pickle=False) as npz:
-        try:
-            value = npz["_metadata"]
-        except ValueError:
-            return "present, stored as a pickled object (not read: nothing is unpickled)"
-    return str(value.item() if value.ndim == 0 else value.tolist())
+def _metadata(metadata) -> str:
+    """PtychoPINN's ``_metadata`` (read by the data layer without unpickling) as one JSON line."""
+    return "none" if metadata is None else json.dumps(metadata, default=str)
 
 
 def run(args) -> int:
@@ -74,7 +68,7 @@ def run(args) -> int:
         ("probe", _array(raw.probeGuess)),
         ("object", _array(raw.objectGuess)),
         ("Y", _array(raw.Y, lazy="Y" in mapped)),
-        ("metadata", _metadata(path, members)),
+        ("metadata", _metadata(raw.metadata)),
         ("group it", f"ptycho-group group {path} -o {stem}-groups.npz --gridsize 2 "
                      f"--groups {groups}"),
     ]
