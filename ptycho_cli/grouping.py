@@ -22,12 +22,12 @@ from .inputs import DEMO_POINTS
 from .options import UsageError, non_negative_int, positive_int
 
 __all__ = ["DEFAULT_NEIGHBORS", "DEFAULT_GROUPS", "add_grouping_options", "GroupingPlan",
-           "check_grouping_flags",
-           "plan_grouping", "zero_spread_groups", "naming"]
+           "check_grouping_flags", "plan_grouping", "zero_spread_groups", "naming"]
 
 #: K when ``--neighbors`` is not given and the gridsize allows it: members
 #: drawn from a few more neighbours than a 2x2 group needs vary between draws.
 DEFAULT_NEIGHBORS = 7
+#: The configuration's default ``n_groups`` (resolved when a config is made).
 DEFAULT_GROUPS = TrainingConfig().n_groups
 
 
