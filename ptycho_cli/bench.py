@@ -386,6 +386,22 @@ def _fmt_ratio(value) -> str:
     return "-" if value is None else (f"{value:,.0f}x" if value >= 100 else f"{value:.1f}x")
 
 
+#: What each column of the main table means, printed under it.
+TABLE_LEGEND = (
+    "columns:",
+    "  points         scan positions M (jittered raster)",
+    "  g              gridsize: groups of g*g members",
+    "  mode           one-shot: coordinates given afresh (tree built in the call); tree reused:",
+    "                 a prebuilt NeighborIndex; legacy first run: no cache file yet (all groups",
+    "                 enumerated and cached); legacy cached: the cache file is read",
+    "  time           median wall time of --repeat calls",
+    "  peak MiB       extra peak resident memory of one call, in a fresh process",
+    "  vs legacy 1st  legacy first-run time / this row's time (how many times faster)",
+    "  vs cached      legacy cached time / this row's time",
+    "  mem vs 1st     legacy first-run peak memory / this row's peak memory",
+)
+
+
 def format_report(report: dict) -> str:
     """A plain-text table of the report."""
     m = report["machine"]
@@ -405,6 +421,7 @@ def format_report(report: dict) -> str:
                      f"{_fmt_ratio(r['memory_ratio_vs_legacy_first']):>10}")
     if any(r["extrapolated"] for r in report["rows"]):
         lines.append("* extrapolated linearly from the largest size the legacy strategy ran at")
+    lines += ["", *TABLE_LEGEND]
     lines += ["", "engine (sample_then_group, gridsize 2):"]
     for e in report["engine"]:
         lines.append(

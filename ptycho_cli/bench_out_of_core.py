@@ -148,7 +148,7 @@ def run_out_of_core(store_mib: int = 2048, limit_mib: int = 384, N: int = 64,
         write_store(store, frames, N)
         argv = ["group", str(store), "-o", str(tmp / "out.npz"), "--gridsize", str(gridsize),
                 "--groups", str(groups), "--neighbors", str(neighbors), "--seed", "0",
-                "--chunk-groups", str(chunk_groups), "-q"]
+                "--chunk-groups", str(chunk_groups)]
         say(f"out-of-core: grouping it with --mmap under a {limit_mib} MiB data limit")
         run = _run_limited(limit_mib, argv + ["--mmap"], tmp)
         output_mib = (tmp / "out.npz").stat().st_size / 2**20 if run["rc"] == 0 else 0.0
@@ -214,6 +214,6 @@ def format_out_of_core(r: dict) -> str:
         f"the store (at exit: {r['end_rss_anon_mib']:.0f} MiB allocated, "
         f"{r['end_rss_file_mib']:.0f} MiB mapped file pages)",
         "  control without --mmap under the same limit: "
-        + ("failed, as it must (" + " ".join(r["control_error"])[:80] + ")"
+        + ("failed, as it must (" + " ".join(r["control_error"]) + ")"
            if r["control_failed"] else "SUCCEEDED: the limit did not bind"),
     ])

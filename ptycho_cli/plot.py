@@ -9,7 +9,12 @@ from ptycho_grouping.atomic_write import atomic_write
 
 
 def plot_groups(x, y, groups, path, *, show=40, title="", seed=0):
-    """Save a PNG of all positions and ``show`` groups (seed marked, members joined).
+    """Save a PNG of all positions and ``show`` of the groups, with a legend.
+
+    Each drawn group has its own colour: the seed is a star, the members dots
+    joined to it. Positions that no group uses (of all ``groups``, drawn or
+    not) are marked apart. The title says how many of the groups are drawn,
+    after ``title`` when one is given.
 
     Needs matplotlib (the ``plot`` extra); raises ``ImportError`` with the
     install command when it is missing.
@@ -18,13 +23,18 @@ def plot_groups(x, y, groups, path, *, show=40, title="", seed=0):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.lines import Line2D
     except ImportError:
         raise ImportError("plotting needs matplotlib: pip install 'ptycho-grouping[plot]'") from None
     x, y = np.asarray(x), np.asarray(y)
+    groups = np.asarray(groups)
     rng = np.random.default_rng(seed)
     pick = groups[rng.choice(len(groups), min(show, len(groups)), replace=False)]
+    used = np.zeros(len(x), dtype=bool)
+    used[groups.ravel()] = True
     fig, ax = plt.subplots(figsize=(7, 7), dpi=110)
-    ax.scatter(x, y, s=2, c="0.75", linewidths=0, label="scan positions")
+    ax.scatter(x[used], y[used], s=2, c="0.6", linewidths=0)
+    ax.scatter(x[~used], y[~used], s=6, c="tab:red", marker="x", linewidths=0.6)
     colours = plt.cm.tab20(np.linspace(0, 1, len(pick)))
     for group, colour in zip(pick, colours):
         gx, gy = x[group], y[group]
@@ -33,10 +43,21 @@ def plot_groups(x, y, groups, path, *, show=40, title="", seed=0):
         ax.scatter(gx[1:], gy[1:], s=14, color=colour, zorder=3)
         ax.scatter(gx[:1], gy[:1], s=50, marker="*", color=colour, edgecolors="k",
                    linewidths=0.5, zorder=4)
+    # Proxy artists: one legend entry per kind of mark, not per group.
+    handles = [
+        Line2D([], [], ls="", marker="*", ms=10, mfc="0.4", mec="k", label="seed of a drawn group"),
+        Line2D([], [], color="0.4", marker="o", ms=4, label="members (joined to their seed)"),
+        Line2D([], [], ls="", marker="o", ms=3, mfc="0.6", mec="none",
+               label="scan positions in some group"),
+        Line2D([], [], ls="", marker="x", ms=5, color="tab:red",
+               label=f"scan positions in no group ({int(np.count_nonzero(~used))})"),
+    ]
+    ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.9)
     ax.set_aspect("equal")
     ax.set_xlabel("x (pixels)")
     ax.set_ylabel("y (pixels)")
-    ax.set_title(title or f"{len(pick)} of {len(groups)} groups (star = seed)")
+    drawn = f"{len(pick)} of {len(groups)} groups drawn"
+    ax.set_title(f"{title}\n{drawn}" if title else drawn)
     fig.tight_layout()
     try:
         with atomic_write(Path(path)) as tmp, open(tmp, "wb") as fh:

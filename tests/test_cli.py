@@ -130,9 +130,11 @@ def _has_matplotlib():
 @pytest.mark.parametrize("args, message", [
     (["group", "missing.npz", "-o", "x.npz"], "input file not found: missing.npz"),
     (["group", "-o", "no/such/dir/x.npz"], "output directory does not exist"),
-    (["group", "demo.npz", "-o", "x.npz", "--neighbors", "3"], "K=3 must be at least 4"),
-    (["group", "demo.npz", "-o", "x.npz", "--strategy", "nope"], "unknown grouping_strategy 'nope'"),
-    (["group", "demo.npz", "-o", "x.npz", "--groups", "2000"], "enable_oversampling=True"),
+    (["group", "demo.npz", "-o", "x.npz", "--neighbors", "3"],
+     "demo.npz: --neighbors 3 must be at least 4 for --gridsize 2 (C=4)"),
+    (["group", "demo.npz", "-o", "x.npz", "--strategy", "nope"], "unknown --strategy 'nope'"),
+    (["group", "demo.npz", "-o", "x.npz", "--groups", "2000"],
+     "demo.npz: --groups 2000 is larger than the number of scan points (1500); add --oversample"),
     (["group", "demo.npz", "-o", "x.npz", "--pool-size", "9"], "--pool-size only applies with --oversample"),
     (["group", "not_npz.txt", "-o", "x.npz"], "not_npz.txt is not an NPZ (zip) archive"),
 ])
@@ -185,11 +187,28 @@ def test_python_m_ptycho_grouping_is_the_same_command(tmp_path):
 
 
 @pytest.mark.parametrize("flags", [["-q"], ["-v"], ["--debug"], ["-q", "--debug"]])
-def test_global_options_before_clean_cache(demo, flags):
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_shared_options_on_clean_cache(demo, flags, where):
+    cli("group", "demo.npz", "-o", "legacy-for-cache.npz", "--strategy",
+        "legacy_group_then_sample", "--groups", 20, "--neighbors", 4, "-q", cwd=demo)
+    cache = demo / "demo.g2k4.groups_cache.npz"
+    assert cache.is_file()
     plain = cli("clean-cache", "--dry-run", ".", cwd=demo)
-    proc = cli(*flags, "clean-cache", "--dry-run", ".", cwd=demo)
-    assert proc.stdout == plain.stdout and "cache" in proc.stdout
-    assert "Traceback" not in proc.stderr
+    args = [*flags, "clean-cache", "--dry-run", "."] if where == "before" else \
+        ["clean-cache", "--dry-run", ".", *flags]
+    proc = cli(*args, cwd=demo)
+    # A dry run's list is the answer asked for: printed under -q too.
+    assert proc.stdout == plain.stdout
+    assert f"would remove {cache.name} (" in proc.stdout.replace("./", "")
+    assert "would remove 1 file(s), freeing" in proc.stdout
+    assert "Traceback" not in proc.stderr and cache.is_file()
+    if "-q" in flags and where == "after":
+        # Removal under -q: errors only, the cache gone.
+        removed = cli("clean-cache", "--yes", ".", *flags, cwd=demo)
+        assert removed.stdout == "" and not cache.exists()
+    else:
+        cache.unlink()
+    (demo / "legacy-for-cache.npz").unlink()
 
 
 def test_output_may_not_be_the_input(demo):
@@ -228,7 +247,7 @@ def test_library_warnings_are_one_line(demo):
                "--groups", 20, "--neighbors", 4, "--gridsize", 1, cwd=demo)
     warning_lines = [line for line in proc.stderr.splitlines() if "Warning" in line]
     assert len(warning_lines) == 1 and proc.stderr.count("is deprecated and will be removed") == 1
-    assert warning_lines[0].startswith("ptycho-group: DeprecationWarning: grouping_strategy "
+    assert warning_lines[0].startswith("ptycho-group: DeprecationWarning: --strategy "
                                        "'legacy_group_then_sample' is deprecated")
     assert "sys.exit" not in proc.stderr
 
@@ -327,12 +346,18 @@ def test_the_memory_limit_binds(tmp_path):
     assert not (tmp_path / "big.npz").exists()
 
 
-def test_mmap_applies_to_an_input_file_only(tmp_path):
-    proc = cli("group", "-o", "x.npz", "--mmap", "--points", 100, cwd=tmp_path, check=False)
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == ("ptycho-group: error: --mmap applies to an INPUT file, "
-                                   "not to the built-in demo")
-    assert list(tmp_path.iterdir()) == []
+def test_mmap_is_accepted_and_changes_nothing(demo):
+    # The command always memory-maps an uncompressed INPUT now; --mmap stays for old scripts.
+    with_flag = cli("group", "demo.npz", "-o", "m1.npz", "--groups", 30, "--mmap", cwd=demo)
+    without = cli("group", "demo.npz", "-o", "m2.npz", "--groups", 30, cwd=demo)
+    for out in (with_flag, without):
+        assert "32x32 float32 patterns, memory-mapped)" in out.stdout
+    with np.load(demo / "m1.npz") as a, np.load(demo / "m2.npz") as b:
+        assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files)
+    help_text = " ".join(cli("group", "--help", cwd=demo).stdout.split())
+    assert "no effect, kept for old scripts" in help_text
+    (demo / "m1.npz").unlink()
+    (demo / "m2.npz").unlink()
 
 
 @pytest.mark.parametrize("fmt, name, warned", [
@@ -345,19 +370,15 @@ def test_output_name_that_does_not_match_the_format_warns(demo, fmt, name, warne
     proc = cli("group", "demo.npz", "-o", name, "--out-format", fmt, "--groups", 10, cwd=demo)
     lines = [line for line in proc.stderr.splitlines() if "does not end in" in line]
     expected = ".npz" if fmt == "npz" else ".h5 or .hdf5"
-    assert lines == ([f"WARNING ptycho_cli: --out-format {fmt} writes {fmt.upper()}, but {name} "
+    assert lines == ([f"ptycho-group: warning: --out-format {fmt} writes {fmt.upper()}, but {name} "
                       f"does not end in {expected}"] if warned else [])
     assert (demo / name).is_file()  # a warning, not an error: the file is written
     (demo / name).unlink()
 
 
 def test_group_help_states_the_library_chunk_budget(tmp_path):
-    import importlib
-
     from ptycho import grouped_writer
-    main = importlib.import_module("ptycho_cli.main")  # the package's `main` is the function
 
-    assert main.DEFAULT_CHUNK_MIB == grouped_writer.DEFAULT_CHUNK_MIB
     out = " ".join(cli("group", "--help", cwd=tmp_path).stdout.split())
     assert f"as many as hold {grouped_writer.DEFAULT_CHUNK_MIB} MiB of diffraction" in out
 

@@ -1,0 +1,75 @@
+"""``ptycho-group bench``: time and memory of every strategy, side by side."""
+from __future__ import annotations
+
+import logging
+
+from ..bench import format_report, run_bench, write_json
+from ..bench_out_of_core import check_sizes, format_out_of_core, run_out_of_core
+from ..grouping import DEFAULT_GROUPS, DEFAULT_NEIGHBORS
+from ..options import UsageError, check_output_path, int_at_least, positive_int
+from ..output import summary
+from ..progress import bar
+
+NAME = "bench"
+HELP = "time and memory of every strategy, side by side"
+DESCRIPTION = ("Benchmark every registered strategy on jittered-raster scans: time and peak "
+               "memory (separate runs), ratios against the legacy strategy, coverage statistics, "
+               "end-to-end grouping. A legend under the table explains every column.")
+DEFAULT_SIZES = (10_000, 100_000)
+LARGE_SIZE = 1_000_000
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--sizes", type=positive_int, nargs="+", metavar="M", default=DEFAULT_SIZES,
+                   help="scan sizes")
+    p.add_argument("--large", action="store_true", help=f"add {LARGE_SIZE} points")
+    p.add_argument("--repeat", type=positive_int, default=5, help="timing repeats, median kept")
+    p.add_argument("--groups", type=positive_int, default=DEFAULT_GROUPS,
+                   help="groups per draw (capped at the scan size)")
+    p.add_argument("--neighbors", "-K", type=positive_int, default=DEFAULT_NEIGHBORS,
+                   help="K, the neighbours members are drawn from")
+    p.add_argument("--e2e-N", dest="e2e_N", type=positive_int, default=64,
+                   help="pattern size for the end-to-end rows")
+    p.add_argument("--legacy-limit", type=positive_int, default=LARGE_SIZE,
+                   help="largest size the legacy strategy is run at; beyond, its time is "
+                        "extrapolated linearly and marked so")
+    p.add_argument("--out-of-core", action="store_true",
+                   help="also group a pattern store larger than the memory the run may use "
+                        "(the child process limits itself with setrlimit; writes about twice "
+                        "--store-mib to a temporary directory)")
+    p.add_argument("--store-mib", type=positive_int, default=2048,
+                   help="size of that pattern store in MiB, at least twice --limit-mib")
+    p.add_argument("--limit-mib", type=int_at_least(256, "at least 256"), default=384,
+                   help="memory (RLIMIT_DATA) the grouping process may allocate")
+    p.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+
+
+def run(args) -> int:
+    json_path = check_output_path(args.json, option="--json") if args.json else None
+    if args.out_of_core:
+        try:
+            check_sizes(args.store_mib, args.limit_mib, names=("--store-mib", "--limit-mib"))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    sizes = list(args.sizes) + ([LARGE_SIZE] if args.large else [])
+    with bar(args.show_progress, desc="bench", unit="row") as rows:
+        def step(message):
+            log.info("%s", message)
+            rows.set_postfix_str(message, refresh=False)
+            rows.update()
+        report = run_bench(sizes, repeat=args.repeat, groups=args.groups,
+                           neighbors=args.neighbors, e2e_N=args.e2e_N,
+                           legacy_limit=args.legacy_limit, progress=step)
+        if args.out_of_core:
+            report["out_of_core"] = run_out_of_core(
+                store_mib=args.store_mib, limit_mib=args.limit_mib, neighbors=args.neighbors,
+                say=step)
+    print(format_report(report))
+    if args.out_of_core:
+        print(format_out_of_core(report["out_of_core"]))
+    if json_path is not None:
+        write_json(report, json_path)
+        summary(args, f"wrote {json_path}")
+    return 0

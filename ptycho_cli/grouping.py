@@ -1,0 +1,133 @@
+"""The grouping options of ``group`` and ``plot``, and the values a run actually uses.
+
+Defaults come from the library (the registry's default strategy, the
+configuration's ``n_groups``) and are fitted to the dataset, so that every
+gridsize works without extra flags: ``--neighbors`` defaults to the larger of
+:data:`DEFAULT_NEIGHBORS` and the smallest K the strategy allows for the
+gridsize, ``--groups`` to the configuration's default capped at the number
+of scan points.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Iterator, List, Optional
+
+import numpy as np
+
+from ptycho.config import TrainingConfig
+from ptycho_grouping.registry import DEFAULT_STRATEGY, get_strategy
+
+from .inputs import DEMO_POINTS
+from .options import UsageError, non_negative_int, positive_int
+
+__all__ = ["DEFAULT_NEIGHBORS", "DEFAULT_GROUPS", "add_grouping_options", "GroupingPlan",
+           "check_grouping_flags", "plan_grouping", "zero_spread_groups", "naming"]
+
+#: K when ``--neighbors`` is not given and the gridsize allows it: members
+#: drawn from a few more neighbours than a 2x2 group needs vary between draws.
+DEFAULT_NEIGHBORS = 7
+#: The configuration's default ``n_groups`` (resolved when a config is made).
+DEFAULT_GROUPS = TrainingConfig().n_groups
+
+
+def add_grouping_options(p) -> None:
+    """The options that choose the groups (shared by ``group`` and ``plot``)."""
+    g = p.add_argument_group("grouping")
+    g.add_argument("--gridsize", metavar="G", type=positive_int, default=2,
+                   help="each group has C = gridsize**2 members")
+    g.add_argument("--groups", metavar="B", type=positive_int, default=None,
+                   help=f"number of groups (default: {DEFAULT_GROUPS}, or the number of scan "
+                        "points when there are fewer)")
+    g.add_argument("--neighbors", "-K", metavar="K", type=positive_int, default=None,
+                   help="members come from the seed's K nearest neighbours (default: "
+                        f"{DEFAULT_NEIGHBORS}, or the smallest K the strategy allows for the "
+                        "gridsize when that is larger: gridsize**2 for the default strategy)")
+    g.add_argument("--seed", metavar="SEED", type=non_negative_int, default=0, help="random seed")
+    g.add_argument("--strategy", metavar="NAME", default=DEFAULT_STRATEGY,
+                   help="grouping strategy (see 'ptycho-group strategies')")
+    g.add_argument("--sequential", action="store_true",
+                   help="deterministic: first points as seeds, nearest neighbours as members")
+    g.add_argument("--oversample", action="store_true",
+                   help="allow more groups than scan points (gridsize > 1)")
+    g.add_argument("--pool-size", metavar="P", type=positive_int, default=None,
+                   help="neighbour pool when oversampling (default: K)")
+    g.add_argument("--points", metavar="M", type=positive_int, default=None,
+                   help=f"size of the built-in demo when INPUT is omitted (default: {DEMO_POINTS})")
+
+
+def check_grouping_flags(args) -> None:
+    """Refuse combinations of grouping flags that cannot mean anything, before any work."""
+    if args.pool_size is not None and not args.oversample:
+        raise UsageError("--pool-size only applies with --oversample")
+    get_strategy(args.strategy)  # an unknown name: ValueError listing the registered ones
+
+
+@dataclass
+class GroupingPlan:
+    """The values a run uses (after defaults and clamping) and the notes explaining them."""
+
+    gridsize: int
+    groups: int
+    neighbors: int
+    neighbors_used: int
+    strategy: str
+    notes: List[str] = field(default_factory=list)
+
+    def library_kwargs(self, args, dataset_path: Optional[str]) -> dict:
+        """Keyword arguments for ``generate_grouped_data`` / ``write_grouped``."""
+        return dict(K=self.neighbors, nsamples=self.groups, seed=args.seed,
+                    sequential_sampling=args.sequential, gridsize=self.gridsize,
+                    enable_oversampling=args.oversample, neighbor_pool_size=args.pool_size,
+                    grouping_strategy=self.strategy, dataset_path=dataset_path)
+
+    def describe_k(self) -> str:
+        if self.gridsize == 1:
+            return f"K {self.neighbors} (unused: a group is its seed alone)"
+        if self.neighbors_used == self.neighbors:
+            return f"K {self.neighbors}"
+        return (f"K {self.neighbors_used} (--neighbors {self.neighbors} clamped to the "
+                f"{self.neighbors_used} other scan points)")
+
+
+def plan_grouping(args, n_points: int) -> GroupingPlan:
+    """Fill in the defaults that depend on the dataset and the strategy."""
+    strategy = get_strategy(args.strategy)
+    c = args.gridsize ** 2
+    notes = []
+    k = args.neighbors
+    if k is None:
+        k = max(DEFAULT_NEIGHBORS, strategy.min_neighbors(c))
+        if k != DEFAULT_NEIGHBORS:
+            notes.append(f"--neighbors defaults to {k} for gridsize {args.gridsize} "
+                         f"(strategy {args.strategy} needs K >= {strategy.min_neighbors(c)})")
+    groups = args.groups
+    if groups is None:
+        groups = min(DEFAULT_GROUPS, n_points)
+        if groups < DEFAULT_GROUPS:
+            notes.append(f"--groups defaults to {DEFAULT_GROUPS}, capped at the {n_points} "
+                         "scan points")
+    # The engine clamps K to the other points there are (and warns); say what it used.
+    k_used = min(k, n_points - 1) if c > 1 and n_points > 1 else k
+    return GroupingPlan(args.gridsize, groups, k, k_used, args.strategy, notes)
+
+
+def zero_spread_groups(x, y, nn: np.ndarray) -> int:
+    """How many groups of more than one member have all members at one position."""
+    if nn.shape[1] < 2:
+        return 0
+    gx, gy = np.asarray(x)[nn], np.asarray(y)[nn]
+    flat = (gx == gx[:, :1]).all(axis=1) & (gy == gy[:, :1]).all(axis=1)
+    return int(np.count_nonzero(flat))
+
+
+@contextlib.contextmanager
+def naming(source: Optional[str]) -> Iterator[None]:
+    """Errors about the data name the file the user gave (``source``) when they do not already."""
+    try:
+        yield
+    except ValueError as exc:
+        text = str(exc)
+        if source and source not in text:
+            raise ValueError(f"{source}: {text}") from exc
+        raise

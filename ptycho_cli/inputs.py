@@ -1,0 +1,75 @@
+"""The dataset a command works on: a user's NPZ (memory-mapped when it can be) or the demo."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Optional, Tuple
+
+from ptycho.raw_data import RawData
+
+from .demo import make_demo
+from .options import UsageError
+from .progress import stage
+
+__all__ = ["PATTERN_MEMBERS", "DEMO_POINTS", "check_input_path", "stored_members",
+           "open_dataset", "open_demo", "open_input"]
+
+#: Members that hold pattern stacks, memory-mapped when stored uncompressed.
+PATTERN_MEMBERS = ("diff3d", "diffraction", "Y")
+#: Size of the built-in demo scan when no INPUT is given.
+DEMO_POINTS = 10_000
+
+
+def check_input_path(path) -> Path:
+    """``path`` as a Path, or a UsageError naming it when it is not a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"INPUT {path} is a directory, not an NPZ file")
+    if not path.exists():
+        raise UsageError(f"input file not found: {path}")
+    return path
+
+
+def stored_members(path) -> dict:
+    """``{member name: stored uncompressed?}`` of an NPZ, from its zip directory alone.
+
+    Empty when the file is not a zip archive (loading it then says why).
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return {info.filename[:-4] if info.filename.endswith(".npy") else info.filename:
+                    info.compress_type == zipfile.ZIP_STORED for info in zf.infolist()}
+    except (zipfile.BadZipFile, OSError):
+        return {}
+
+
+def open_dataset(path) -> Tuple[RawData, Tuple[str, ...]]:
+    """The dataset at ``path`` and the pattern members left on disk (memory-mapped).
+
+    Patterns stored uncompressed are memory-mapped, so a file of any size
+    opens in constant memory; a compressed file has to be loaded.
+    """
+    path = check_input_path(path)
+    members = stored_members(path)
+    present = [name for name in PATTERN_MEMBERS if name in members]
+    mappable = bool(present) and all(members[name] for name in present)
+    raw = RawData.from_file(path, mmap=mappable)
+    return raw, tuple(present) if mappable else ()
+
+
+def open_demo(points: Optional[int]) -> RawData:
+    """The built-in simulated scan (deterministic: seed 0)."""
+    # progress: demo generation takes a progress= argument in another branch; pass it here.
+    return make_demo(points=points or DEMO_POINTS, seed=0)
+
+
+def open_input(args) -> Tuple[RawData, Tuple[str, ...], str]:
+    """The dataset of ``args.input`` (or the demo of ``--points``), its mapped members, its name."""
+    if args.input is None:
+        with stage(args.show_progress, "making the built-in demo scan"):
+            return open_demo(args.points), (), "built-in demo"
+    if args.points is not None:
+        raise UsageError("--points applies to the built-in demo only, not to INPUT")
+    with stage(args.show_progress, f"opening {args.input}"):
+        raw, mapped = open_dataset(args.input)
+    return raw, mapped, args.input
