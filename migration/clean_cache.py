@@ -49,13 +49,15 @@ if not __package__:
     # packages live beside this directory.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ptycho_grouping.atomic_write import (  # noqa: E402 (after the path set-up above)
+from tqdm import tqdm  # noqa: E402 (after the path set-up above)
+
+from ptycho_grouping.atomic_write import (  # noqa: E402
     TEMP_NAME_RE as WRITER_TEMP_RE, writer_is_gone)
 from ptycho_grouping.legacy_cache import (  # noqa: E402
     CACHE_NAME_RE, TEMP_NAME_RE, cache_file_problem)
 
-__all__ = ["Finding", "CleanResult", "find_cache_files", "remove_cache_files", "main",
-           "TEMP_MIN_AGE"]
+__all__ = ["Finding", "CleanResult", "find_cache_files", "remove_cache_files", "add_arguments",
+           "run", "main", "TEMP_MIN_AGE"]
 
 PROG = "clean_cache"
 
@@ -475,33 +477,36 @@ exit status: 0 all good, 1 some files could not be read or removed,
 2 usage error, 130 interrupted at the question."""
 
 
-def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Find and remove legacy *.g<G>k<K>.groups_cache.npz files "
-                    "left by the pre-refactor grouping code.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The tool's own arguments (paths, ``--dry-run``, ``--yes``), for any parser."""
+    parser.epilog = EPILOG
     parser.add_argument("paths", nargs="+", metavar="PATH", help="directories (or files) to search")
     parser.add_argument("-n", "--dry-run", action="store_true",
                         help="list what would be removed and the space it would free")
     parser.add_argument("-y", "--yes", action="store_true", help="remove without asking")
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Find and remove legacy *.g<G>k<K>.groups_cache.npz files "
+                    "left by the pre-refactor grouping code.")
+    add_arguments(parser)
     parser.add_argument("--progress", action="store_true",
                         help="count scanned files on stderr (default when stderr is a terminal)")
     return parser
 
 
-def _scan(paths, show_progress: bool) -> Tuple[List[Finding], list]:
-    """All findings and unreadable directories, with a progress line on stderr if asked."""
-    shown = [0]
+def stderr_bar(enabled: bool, **kwargs) -> tqdm:
+    """A tqdm bar on stderr (inert unless ``enabled``): the default ``make_bar`` of :func:`run`."""
+    return tqdm(disable=not enabled, file=sys.stderr, **kwargs)
 
-    def progress(n):
-        text = f"scanned {n} files..."
-        shown[0] = len(text)
-        print(f"\r{text}", end="", file=sys.stderr, flush=True)
 
-    errors: list = []
-    findings = list(find_cache_files(paths, progress if show_progress else None, errors))
-    if shown[0]:
-        print("\r" + " " * shown[0] + "\r", end="", file=sys.stderr, flush=True)  # clear it
+def _scan(paths, show_progress: bool, make_bar) -> Tuple[List[Finding], list]:
+    """All findings and unreadable directories, counting scanned files on stderr if asked."""
+    with make_bar(show_progress, desc="scanning", unit=" files", leave=False) as bar:
+        errors: list = []
+        findings = list(find_cache_files(paths, lambda n: bar.update(n - bar.n), errors))
     return findings, errors
 
 
@@ -534,20 +539,29 @@ def _kept_links_note(removable: List[Finding]) -> str:
             if kept else "")
 
 
-def main(argv=None, prog: str = PROG) -> int:
-    """Run the tool; returns the exit status."""
-    args = build_parser(prog).parse_args(argv)
+def run(args: argparse.Namespace, prog: str = PROG, *, show_progress: bool = False,
+        quiet: bool = False, make_bar: Callable[..., tqdm] = stderr_bar) -> int:
+    """Find, list, confirm and remove, as parsed by :func:`add_arguments`; the exit status.
+
+    ``quiet`` leaves out the list of what was removed under ``--yes`` (errors
+    still print); a dry run's list and the question's list are always shown,
+    since they are what was asked for. ``make_bar(enabled, **tqdm_kwargs)``
+    makes the scan's progress bar (a host command passes its own, sized for
+    its terminal).
+    """
     missing = [p for p in args.paths if not os.path.lexists(p)]
     if missing:
         _say(f"{prog}: error: no such file or directory: {_show(missing[0])}", file=sys.stderr)
         return 2
-    findings, errors = _scan(args.paths, args.progress or sys.stderr.isatty())
+    findings, errors = _scan(args.paths, show_progress, make_bar)
     errors += [(f.path, f.reason) for f in findings if f.kind == "error"]
     for path, message in errors:
         _say(f"cannot read {_show(path)}: {message}", file=sys.stderr)
+    silent = quiet and args.yes and not args.dry_run
+    report = (lambda text="": None) if silent else _say
     for f in findings:
         if f.kind == "skipped":
-            _say(f"skipped {_show(f.path)}: {f.reason}")
+            report(f"skipped {_show(f.path)}: {f.reason}")
     removable = [f for f in findings if f.removable]
     total = freeable_bytes(removable)
     n_temp = sum(f.kind == "temp" for f in removable)
@@ -555,7 +569,7 @@ def main(argv=None, prog: str = PROG) -> int:
     temp_note += _kept_links_note(removable)
     status = 1 if errors else 0
     if not removable:
-        _say("no legacy cache files found")
+        report("no legacy cache files found")
         return status
     if args.dry_run or not args.yes:
         for f in removable:
@@ -569,12 +583,18 @@ def main(argv=None, prog: str = PROG) -> int:
             return declined
     result = remove_cache_files(removable)
     for f in result.removed:
-        _say(f"removed {_describe(f)}")
+        report(f"removed {_describe(f)}")
     for f, message in result.failed:
         _say(f"could not remove {_show(f.path)}: {message}", file=sys.stderr)
-    _say(f"removed {len(result.removed)} file(s), freed {_total(result.bytes_freed)}"
-         + (f"; {len(result.failed)} failed" if result.failed else ""))
+    report(f"removed {len(result.removed)} file(s), freed {_total(result.bytes_freed)}"
+           + (f"; {len(result.failed)} failed" if result.failed else ""))
     return 1 if (result.failed or errors) else status
+
+
+def main(argv=None, prog: str = PROG) -> int:
+    """Run the tool on its own (``python -m migration.clean_cache``); returns the exit status."""
+    args = build_parser(prog).parse_args(argv)
+    return run(args, prog, show_progress=args.progress or sys.stderr.isatty())
 
 
 if __name__ == "__main__":

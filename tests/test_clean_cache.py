@@ -614,15 +614,16 @@ def test_progress_counts_files(tmp_path):
     assert counts == [1000, 2000]
 
 
-def test_progress_line_goes_to_stderr_and_is_cleared(tmp_path, capsys):
+def test_progress_bar_goes_to_stderr_and_is_cleared(tmp_path, capsys):
     for i in range(2100):
         (tmp_path / f"f{i}.txt").write_bytes(b"")
     legacy_cache_for(tmp_path / "scan.npz")
     status, out, err = clean(capsys, "--dry-run", "--progress", tmp_path)
-    assert status == 0 and "scanned" not in out
-    assert "\rscanned 1000 files...\rscanned 2000 files..." in err
-    last = "scanned 2000 files..."
-    assert err.endswith("\r" + " " * len(last) + "\r")
+    assert status == 0 and "scanning" not in out and "would remove 1 file(s)" in out
+    assert err.startswith("\rscanning: ") and " files" in err
+    assert err.endswith("\r") and err.rstrip("\r").split("\r")[-1].strip() == ""  # erased
+    status, out, err = clean(capsys, "--dry-run", tmp_path)  # stderr is no terminal here
+    assert status == 0 and err == ""
 
 
 def test_totals_are_worded_once():

@@ -172,7 +172,7 @@ def test_demo_data_and_cache_scan_show_progress_on_a_terminal(demo):
     for i in range(1200):  # enough files for the scan to report a count
         (demo / f"f{i}.txt").touch()
     rc, stdout, terminal = run_with_terminal_stderr(["clean-cache", "--dry-run", "."], demo, _env())
-    assert rc == 0 and "scanned 1000 files" in terminal  # the scan counts every 1000 files
+    assert rc == 0 and "scanning:" in terminal and " files" in terminal
     assert stdout == "no legacy cache files found\n"
     piped = run_piped(["clean-cache", "--dry-run", "."], demo, _env())
     assert piped.stderr == "" and piped.stdout == stdout
