@@ -833,7 +833,7 @@ class RawData:
     def group_indices(self, N, K=4, nsamples=1, dataset_path=None, seed=None,
                       sequential_sampling=False, gridsize=None, enable_oversampling=False,
                       neighbor_pool_size=None, grouping_strategy=None, n_subsample=None,
-                      subsample_seed=None) -> np.ndarray:
+                      subsample_seed=None, progress=False) -> np.ndarray:
         """Only the groups, ``(B, C)`` indices: what ``generate_grouped_data`` gathers for.
 
         Takes the same arguments with the same defaults and precedence; use it
@@ -841,6 +841,8 @@ class RawData:
         than memory. Errors name the arguments as passed here (``nsamples``,
         ``gridsize``, ``K``, ``seed``...), not the grouping engine's names for
         them. Works on a RawData without patterns (``diff3d=None``).
+        ``progress=True`` lets a strategy with a long step show a tqdm bar on
+        stderr (the legacy strategy's enumeration of all groups).
         """
         nsamples = check_positive_int("nsamples", nsamples)
         K = check_positive_int("K", K)
@@ -875,7 +877,8 @@ class RawData:
         request = GroupingRequest(
             n_groups=nsamples, group_size=c, neighbors=K, rng=seed,
             sequential=sequential_sampling, enable_oversampling=enable_oversampling,
-            neighbor_pool_size=neighbor_pool_size, dataset_path=dataset_path)
+            neighbor_pool_size=neighbor_pool_size, dataset_path=dataset_path,
+            progress=check_bool("progress", progress))
         try:
             nn_indices = strategy.group(index, request)
         except (ValueError, TypeError) as exc:

@@ -393,6 +393,19 @@ def test_progress_bar_on_stderr_only_when_asked(tmp_path, capfd):
     assert capfd.readouterr().err == ""
 
 
+def test_raw_data_passes_progress_to_the_strategy(tmp_path, capfd):
+    xy = make_coords("uniform", 50)
+    raw = RawData.from_coords_without_pc(xy[:, 0], xy[:, 1], np.ones((50, 2, 2)), None, None)
+    with pytest.warns(DeprecationWarning):
+        groups = raw.group_indices(2, K=4, nsamples=20, gridsize=2, seed=3, progress=True,
+                                   grouping_strategy=LEGACY,
+                                   dataset_path=str(tmp_path / "scan.npz"))
+    err = capfd.readouterr().err
+    assert groups.shape == (20, 4) and "legacy grouping" in err and "50/50" in err
+    with pytest.raises(TypeError, match="progress must be True or False, got 'yes'"):
+        raw.group_indices(2, K=4, nsamples=20, gridsize=2, progress="yes")
+
+
 @pytest.mark.parametrize("value", ["yes", 1, None])
 def test_progress_must_be_a_bool(value):
     with pytest.raises(TypeError, match=rf"progress must be True or False, got {value!r}"):
