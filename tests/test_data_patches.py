@@ -84,8 +84,18 @@ def test_temporaries_stay_one_chunk_whatever_the_count(count):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    padded = (128 + 2 * (N // 2 + 1)) ** 2 * 8
-    chunk = patches._CHUNK_PIXELS * 8  # one complex64 corner gather
-    # Beyond the output and the padded object: one gather and the (P, N) index
-    # arrays of one chunk, however many patches (at 4096 of 64x64: 1/16 of the output).
-    assert peak - out.nbytes - padded < 1.25 * chunk
+    padded = patches.padded_object(obj, N).nbytes
+    chunk = patches._CHUNK_PIXELS * 8  # one batch of complex64 blocks
+    # Beyond the output and the padded object: the blocks of one batch and
+    # their blends (a few batches' worth), however many patches.
+    assert peak - out.nbytes - padded < 4 * chunk
+
+
+def test_padded_object_can_be_reused_and_output_given():
+    N = 6
+    rng = np.random.default_rng(3)
+    obj = random_object(rng, 20, 17)
+    shifts = rng.uniform(-N, 25, (40, 2))
+    out = np.full((40, N, N), np.nan, np.complex64)
+    got = extract_patches(obj, shifts, N, padded=patches.padded_object(obj, N), out=out)
+    assert got is out and np.array_equal(out, extract_patches(obj, shifts, N))
