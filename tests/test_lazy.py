@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pytest
 
-from ptycho import lazy as lazy_module
+from ptycho import dask_arrays as lazy_module
 from ptycho.raw_data import RawData
 
 da = pytest.importorskip("dask.array")

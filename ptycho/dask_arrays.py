@@ -29,10 +29,13 @@ import uuid
 
 import numpy as np
 
+from .grouped_arrays import (X_FULL_DTYPE, frames_value_range, normalisation_scale,
+                             pattern_energies, scaled)
 from .patches import extract_patches
 from .pattern_store import gather_frames
 
-__all__ = ["lazy_pattern_arrays", "lazy_patches", "block_groups"]
+__all__ = ["lazy_pattern_arrays", "lazy_gathered", "lazy_patches", "block_groups",
+           "MemmapReader", "Hdf5Reader", "DaskReader"]
 
 #: Bytes of patterns per Dask block (per output array).
 BLOCK_BYTES = 64 << 20
@@ -131,24 +134,26 @@ def _portable(store):
 def _gather_block(idx: np.ndarray, store) -> np.ndarray:
     """The patterns of a ``(b, C)`` block of groups, channels-last ``(b, N, N, C)``."""
     b, c = idx.shape
-    if isinstance(store, (MemmapReader, Hdf5Reader, DaskReader)):
-        store = store.open()
-    frames = gather_frames(store, idx.ravel())
+    frames = gather_frames(_open(store), idx.ravel())
     return np.moveaxis(frames.reshape(b, c, *frames.shape[1:]), 1, 3)
 
 
+def _open(store):
+    return store.open() if isinstance(store, (MemmapReader, Hdf5Reader, DaskReader)) else store
+
+
 def _energy_block(idx: np.ndarray, store) -> np.ndarray:
-    from .raw_data import pattern_energies  # raw_data imports this module lazily
     return pattern_energies(_gather_block(idx, store))
 
 
 def _scaled_block(idx: np.ndarray, store, scale: float) -> np.ndarray:
-    from .raw_data import _scaled
-    return _scaled(_gather_block(idx, store), scale)
+    return scaled(_gather_block(idx, store), scale)
 
 
-def _scaled_dtype(dtype) -> np.dtype:
-    return np.dtype(dtype) if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
+def _checked_scale(energies: np.ndarray, N: int, store, nn_indices: np.ndarray) -> float:
+    """The eager path's scale; on an error the patterns' range is read for the message."""
+    return normalisation_scale(energies, N,
+                               lambda: frames_value_range(_open(store), nn_indices))
 
 
 # -- the arrays ------------------------------------------------------------------------
@@ -179,7 +184,6 @@ def lazy_pattern_arrays(store, nn_indices: np.ndarray, N: int, chunk_groups: int
     ``X_full`` once the scale is known, so no block waits in memory.
     """
     dask, _ = _dask()
-    from .raw_data import normalisation_scale
     frame = tuple(store.shape[1:])
     idx = _groups(nn_indices, chunk_groups or block_groups(nn_indices.shape[1], frame,
                                                            store.dtype))
@@ -187,8 +191,8 @@ def lazy_pattern_arrays(store, nn_indices: np.ndarray, N: int, chunk_groups: int
     diffraction = _gathered(idx, source, frame, store.dtype, "diffraction")
     energies = idx.map_blocks(_energy_block, source, dtype=np.float64,
                               name=f"ptycho-energies-{uuid.uuid4().hex}")
-    scale = dask.delayed(normalisation_scale)(energies, N)
-    x_full = idx.map_blocks(_scaled_block, source, scale, dtype=_scaled_dtype(store.dtype),
+    scale = dask.delayed(_checked_scale)(energies, N, source, nn_indices)
+    x_full = idx.map_blocks(_scaled_block, source, scale, dtype=X_FULL_DTYPE,
                             new_axis=(1, 2), chunks=diffraction.chunks,
                             name=f"ptycho-x-full-{uuid.uuid4().hex}")
     return diffraction, x_full
@@ -209,16 +213,18 @@ def _patch_block(shifts: np.ndarray, obj: np.ndarray, N: int) -> np.ndarray:
     return np.moveaxis(patches.reshape(b, c, N, N), 1, 3)
 
 
-def lazy_patches(obj: np.ndarray, shifts: np.ndarray, N: int, chunk_groups: int = None):
+def lazy_patches(obj: np.ndarray, shifts: np.ndarray, group_shape, N: int,
+                 chunk_groups: int = None):
     """Object patches ``(B, N, N, C)`` computed lazily, block by block.
 
-    ``shifts`` is ``(B, 2, C)``: the ``(sx, sy)`` window corner of every member.
-    The object enters the graph once, not once per block.
+    ``shifts`` is ``(B*C, 2)``: the ``(sx, sy)`` window corner of every
+    member (:func:`ptycho.grouped_arrays.patch_shifts`), ``group_shape`` is
+    ``(B, C)``. The object enters the graph once, not once per block.
     """
     dask, da = _dask()
-    c = shifts.shape[2]
+    b, c = group_shape
     chunk_groups = chunk_groups or block_groups(c, (N, N), np.complex64)
-    lazy_shifts = da.from_array(np.moveaxis(shifts, 1, 2), chunks=(chunk_groups, c, 2))
+    lazy_shifts = da.from_array(np.reshape(shifts, (b, c, 2)), chunks=(chunk_groups, c, 2))
     return da.map_blocks(_patch_block, lazy_shifts, dask.delayed(obj), N, dtype=np.complex64,
                          drop_axis=(1, 2), new_axis=(1, 2, 3),
                          chunks=(lazy_shifts.chunks[0], (N,), (N,), (c,)))
