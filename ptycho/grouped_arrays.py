@@ -147,7 +147,7 @@ def normalisation_scale(energies: np.ndarray, N: int, pattern_range=None) -> flo
     with np.errstate(over="ignore", divide="ignore"):
         scale = float(N / 2 / np.sqrt(np.float64(mean)))
     # |X_full| <= (N/2) * sqrt(number of patterns): beyond float32 only for absurd counts.
-    if not (np.isfinite(scale) and scale > 0) or N / 2 * np.sqrt(energies.size) > _F32.max:
+    if not (np.isfinite(scale) and scale > 0) or N / 2 * np.sqrt(energies.size) > float(_F32.max):
         raise ValueError(f"X_full's normalisation scale {scale:.6g} (mean energy {mean:.6g}) "
                          "cannot give finite float32 values"
                          f"{_range_text(pattern_range)}; rescale diff3d")
@@ -163,7 +163,7 @@ def scale_dtype(dtype, scale: float) -> np.dtype:
     """
     dtype = np.dtype(dtype)
     fits = np.result_type(dtype, np.float32) == np.float32
-    if fits and _F32.tiny <= scale <= _F32.max:
+    if fits and float(_F32.tiny) <= scale <= float(_F32.max):
         return np.dtype(np.float32)
     return np.dtype(np.float64)
 

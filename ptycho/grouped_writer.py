@@ -28,6 +28,7 @@ included) leaves any previous file intact and no temporary file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import logging
 import os
@@ -107,7 +108,7 @@ def write_grouped(raw, path, N, *, out_format="npz", chunk_groups=None, chunk_mi
     plan = _Plan(raw, nn, N, chunk_groups)
     with atomic_write(path) as tmp, _progress_bar(progress, plan.total_bytes) as advance:
         sink_type = NpzSink if out_format == "npz" else Hdf5Sink
-        with sink_type.create(tmp, len(nn)) as sink:
+        with sink_type.create(tmp, len(nn), reserve=plan.total_bytes) as sink:
             plan.write(sink, advance)
     log.info("wrote %d groups to %s (%d groups per chunk)", len(nn), path, chunk_groups)
     return nn
@@ -299,8 +300,10 @@ class NpzSink:
 
     @classmethod
     @contextlib.contextmanager
-    def create(cls, path, n_rows: int):
+    def create(cls, path, n_rows: int, reserve: int = 0):
+        """Write the NPZ at ``path``; ``reserve`` bytes of disk are claimed first."""
         with open(path, "w+b") as fh:
+            reserve_disk(fh.fileno(), reserve + (1 << 16))
             sink = cls(fh, n_rows)
             try:
                 yield sink
@@ -366,6 +369,7 @@ class NpzSink:
     def close(self):
         self._finish()
         self.zip.close()
+        self.fh.truncate(self.fh.tell())  # drop what reserve_disk claimed beyond the zip
 
     def abort(self):
         """Drop the half-written zip (the file itself is removed by its owner)."""
@@ -384,9 +388,20 @@ class Hdf5Sink:
 
     @classmethod
     @contextlib.contextmanager
-    def create(cls, path, n_rows: int):
+    def create(cls, path, n_rows: int, reserve: int = 0):
+        """Write the HDF5 file at ``path``; ``reserve`` bytes of disk are claimed first.
+
+        HDF5 2.0 can crash (segmentation fault) closing a file after a write
+        failed for lack of space, so the space is claimed before HDF5 writes
+        anything: a full disk is then an ``OSError`` here. The file is
+        created, closed, extended and reopened so that HDF5 itself trims
+        the unused reservation when it closes the file.
+        """
         h5py = _h5py()
-        file = h5py.File(path, "w")
+        h5py.File(path, "w").close()
+        with open(path, "r+b") as fh:
+            reserve_disk(fh.fileno(), reserve + reserve // 256 + (1 << 20))
+        file = h5py.File(path, "r+")
         try:
             yield cls(file, n_rows)
             file.close()
@@ -411,6 +426,24 @@ class Hdf5Sink:
 
     def read(self, key, span) -> np.ndarray:
         return self.file[key][span]
+
+
+def reserve_disk(fd: int, nbytes: int) -> None:
+    """Claim ``nbytes`` of disk for the file ``fd`` now, so a full disk fails early.
+
+    ``OSError`` (``ENOSPC``, ``EFBIG``, ``EDQUOT``) when the space is not
+    there. Filesystems that cannot preallocate are written without a
+    reservation.
+    """
+    if not hasattr(os, "posix_fallocate") or nbytes <= 0:
+        return
+    try:
+        os.posix_fallocate(fd, 0, nbytes)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise OSError(exc.errno, f"{os.strerror(exc.errno)}: the output needs about "
+                                     f"{nbytes / 2**20:.0f} MiB") from None
+        log.debug("no disk reservation (%s): writing without one", exc)
 
 
 def _close_hdf5(file) -> None:
