@@ -43,7 +43,7 @@ from ptycho_grouping.strategy import check_positive_int
 
 from .grouped_arrays import (X_FULL_DTYPE, frame_energies, frames_value_range, member_coords,
                              normalisation_scale, patch_shifts, scaled_into)
-from .patches import extract_patches, padded_object
+from .patches import extract_patches
 from .pattern_store import gather_frames
 
 __all__ = ["write_grouped", "FORMATS", "NpzSink", "Hdf5Sink", "DEFAULT_CHUNK_MIB",
@@ -255,10 +255,9 @@ class _Plan:
         """Object patches ``(B, N, N, C)``, cut a block of groups at a time."""
         raw, N = self.raw, self.N
         b, c = self.nn.shape
-        padded = padded_object(raw.objectGuess, N)
         for span in _spans(b, _rows_per_block(c * N * N * 8)):
             _, offsets, relative = member_coords(raw.xcoords, raw.ycoords, self.nn[span])
-            patches = extract_patches(None, patch_shifts(offsets, relative), N, padded=padded)
+            patches = extract_patches(raw.objectGuess, patch_shifts(offsets, relative), N)
             block = np.moveaxis(patches.reshape(-1, c, N, N), 1, 3)
             sink.write("Y", span, block)
             advance(block.nbytes)

@@ -8,53 +8,38 @@ samples the padded object at ``(i + sy, j + sx)`` with
 ``(sx, sy) = coords_offsets + coords_relative``.
 
 Each patch needs one ``(N+1) x (N+1)`` block of the object at its integer
-corner: the blocks are copied once (a gather of whole rows, from a
-``sliding_window_view``), then blended along x and along y by the
-fractional offsets, in float32 arithmetic on the real and imaginary parts.
-That is memory speed, where gathering every pixel four times (once per
-bilinear corner) was not.
+corner. Blocks inside the object are copied whole (a gather of rows from a
+``sliding_window_view``); the few that cross its edge are gathered pixel by
+pixel with zeros outside. Then each block is blended along x and along y by
+the fractional offsets, in float32 arithmetic on the real and imaginary
+parts. That is memory speed, where gathering every pixel four times (once
+per bilinear corner) was not; and the object is never padded or copied
+(a complex64 memory map is read in place).
 """
 from __future__ import annotations
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-__all__ = ["extract_patches", "padded_object"]
+__all__ = ["extract_patches"]
 
 #: Pixels per batch: a batch's blocks and blends stay in the CPU caches.
 _CHUNK_PIXELS = 1 << 16
 
 
-def padded_object(obj: np.ndarray, N: int) -> np.ndarray:
-    """The object as :func:`extract_patches` reads it: complex64, zero margins.
-
-    PtychoPINN's ``N // 2`` of padding, then ``N + 1`` more rings of zeros,
-    so that every window corner can be clipped into range: a block clipped
-    onto the outer margin is all zeros, as the window it stands for.
-    Compute it once and pass it as ``padded`` when cutting patches in
-    several calls.
-    """
-    obj = np.asarray(obj)
-    if obj.ndim != 2:
-        raise ValueError(f"objectGuess must be 2-D, got shape {obj.shape}")
-    return np.pad(obj.astype(np.complex64, copy=False), N // 2 + N + 1)
-
-
-def extract_patches(obj: np.ndarray, shifts: np.ndarray, N: int, *, padded=None,
-                    out=None) -> np.ndarray:
+def extract_patches(obj: np.ndarray, shifts: np.ndarray, N: int, *, out=None) -> np.ndarray:
     """Bilinear ``N x N`` windows of the padded object.
 
     Parameters
     ----------
     obj : ndarray of shape (H, W)
-        Complex (or real) object.
+        Complex (or real) object; complex64 (a memory map too) is used in
+        place, anything else is converted once.
     shifts : ndarray of shape (P, 2)
         ``(sx, sy)`` per patch: the window's top-left corner in the padded
         object's pixel coordinates.
     N : int
         Patch size; the object is zero-padded by ``N // 2`` on every side.
-    padded : ndarray, optional
-        ``padded_object(obj, N)``, when the caller already has it.
     out : ndarray of shape (P, N, N), complex64, optional
         Where to write the patches.
 
@@ -65,22 +50,42 @@ def extract_patches(obj: np.ndarray, shifts: np.ndarray, N: int, *, padded=None,
         interpolated towards zero (``scipy.ndimage.shift(..., order=1,
         mode="grid-constant")``).
     """
-    img = padded_object(obj, N) if padded is None else padded
+    if np.ndim(obj) != 2:
+        raise ValueError(f"objectGuess must be 2-D, got shape {np.shape(obj)}")
+    if not (isinstance(obj, np.ndarray) and obj.dtype == np.complex64):
+        obj = np.asarray(obj).astype(np.complex64)
     shifts = np.asarray(shifts, dtype=np.float64).reshape(-1, 2)
     if out is None:
         out = np.empty((len(shifts), N, N), dtype=np.complex64)
     chunk = max(1, _CHUNK_PIXELS // ((N + 1) * (N + 1)))
-    blocks = sliding_window_view(img, (N + 1, N + 1))
-    margin = N + 1
     for start in range(0, len(shifts), chunk):
         part = shifts[start:start + chunk]
         corner = np.floor(part)
         frac = (part - corner).astype(np.float32)
-        # Pixel (r, c) of PtychoPINN's padded object is img[r + margin, c + margin].
-        cols = np.clip(corner[:, 0] + margin, 0, blocks.shape[1] - 1).astype(np.intp)
-        rows = np.clip(corner[:, 1] + margin, 0, blocks.shape[0] - 1).astype(np.intp)
-        _blend_into(out[start:start + chunk], blocks[rows, cols], frac[:, 0], frac[:, 1])
+        # Padded pixel (r, c) is object pixel (r - N//2, c - N//2); far-off
+        # corners are clipped where the block is all zeros anyway.
+        rows = np.clip(corner[:, 1] - N // 2, -N - 2, obj.shape[0] + 1).astype(np.intp)
+        cols = np.clip(corner[:, 0] - N // 2, -N - 2, obj.shape[1] + 1).astype(np.intp)
+        _blend_into(out[start:start + chunk], _blocks(obj, rows, cols, N + 1),
+                    frac[:, 0], frac[:, 1])
     return out
+
+
+def _blocks(obj: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
+    """The ``size x size`` blocks of ``obj`` at ``(rows, cols)``, zero outside it."""
+    h, w = obj.shape
+    inside = (rows >= 0) & (cols >= 0) & (rows + size <= h) & (cols + size <= w)
+    blocks = np.empty((len(rows), size, size), dtype=np.complex64)
+    if inside.any():
+        blocks[inside] = sliding_window_view(obj, (size, size))[rows[inside], cols[inside]]
+    edge = ~inside
+    if edge.any():
+        r = rows[edge, None] + np.arange(size)                     # (E, size)
+        c = cols[edge, None] + np.arange(size)
+        valid = ((r >= 0) & (r < h))[:, :, None] & ((c >= 0) & (c < w))[:, None, :]
+        pixels = obj[np.clip(r, 0, h - 1)[:, :, None], np.clip(c, 0, w - 1)[:, None, :]]
+        blocks[edge] = np.where(valid, pixels, 0)
+    return blocks
 
 
 def _blend_into(out: np.ndarray, block: np.ndarray, fx: np.ndarray, fy: np.ndarray) -> None:
