@@ -74,12 +74,11 @@ def extract_patches(obj: np.ndarray, shifts: np.ndarray, N: int, *, out=None) ->
 def _blocks(obj: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
     """The ``size x size`` blocks of ``obj`` at ``(rows, cols)``, zero outside it."""
     h, w = obj.shape
-    inside = (rows >= 0) & (cols >= 0) & (rows + size <= h) & (cols + size <= w)
-    blocks = np.empty((len(rows), size, size), dtype=np.complex64)
-    if inside.any():
-        blocks[inside] = sliding_window_view(obj, (size, size))[rows[inside], cols[inside]]
-    edge = ~inside
-    if edge.any():
+    windows = sliding_window_view(obj, (size, size))
+    # One gather of whole blocks, at corners clipped into the object...
+    blocks = windows[np.clip(rows, 0, h - size), np.clip(cols, 0, w - size)]
+    edge = (rows < 0) | (cols < 0) | (rows + size > h) | (cols + size > w)
+    if edge.any():  # ...then the few blocks that cross the edge, pixel by pixel
         r = rows[edge, None] + np.arange(size)                     # (E, size)
         c = cols[edge, None] + np.arange(size)
         valid = ((r >= 0) & (r < h))[:, :, None] & ((c >= 0) & (c < w))[:, None, :]
