@@ -74,10 +74,13 @@ def extract_patches(obj: np.ndarray, shifts: np.ndarray, N: int, *, out=None) ->
 def _blocks(obj: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
     """The ``size x size`` blocks of ``obj`` at ``(rows, cols)``, zero outside it."""
     h, w = obj.shape
-    windows = sliding_window_view(obj, (size, size))
-    # One gather of whole blocks, at corners clipped into the object...
-    blocks = windows[np.clip(rows, 0, h - size), np.clip(cols, 0, w - size)]
     edge = (rows < 0) | (cols < 0) | (rows + size > h) | (cols + size > w)
+    if h >= size and w >= size:
+        # One gather of whole blocks, at corners clipped into the object...
+        windows = sliding_window_view(obj, (size, size))
+        blocks = windows[np.clip(rows, 0, h - size), np.clip(cols, 0, w - size)]
+    else:  # an object smaller than a block: every block crosses its edge
+        blocks = np.empty((len(rows), size, size), np.complex64)
     if edge.any():  # ...then the few blocks that cross the edge, pixel by pixel
         r = rows[edge, None] + np.arange(size)                     # (E, size)
         c = cols[edge, None] + np.arange(size)
