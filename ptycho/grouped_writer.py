@@ -332,10 +332,14 @@ class NpzSink:
             raise RuntimeError(f"internal error: member {self._key!r} got {self._rows} of "
                                f"{self._expected} rows")
 
-    def write(self, key, span, value):
-        """Append ``value`` as the next rows of ``key`` (``span`` says which, for checking)."""
+    def write(self, key, span, value, rows: int = None):
+        """Append ``value`` as the next rows of ``key`` (``span`` says which, for checking).
+
+        The member holds ``rows`` rows in all (default ``n_rows``).
+        """
         if key != self._key:
-            self._begin(key, (self.n_rows, *value.shape[1:]), value.dtype, self.n_rows)
+            rows = self.n_rows if rows is None else rows
+            self._begin(key, (rows, *value.shape[1:]), value.dtype, rows)
         if span.start != self._rows:
             raise RuntimeError(f"internal error: rows {span} of {key!r} written out of order")
         self._stream.write(memoryview(np.ascontiguousarray(value).reshape(-1)).cast("B"))
@@ -364,6 +368,14 @@ class NpzSink:
                 raise EOFError(f"member {key!r} ends before row {span.stop}")
             done += got
         return out
+
+    def memmap(self, key) -> np.memmap:
+        """A read-only memory map of the finished member ``key`` (file pages, not heap)."""
+        if key == self._key:
+            self._finish()
+        offset, shape, dtype = self.members[key]
+        self.fh.flush()
+        return np.memmap(self.fh, dtype=dtype, mode="r", offset=offset, shape=shape)
 
     def close(self):
         self._finish()
