@@ -25,6 +25,7 @@ Needs the ``dask`` extra.
 from __future__ import annotations
 
 import mmap
+import sys
 import uuid
 
 import numpy as np
@@ -34,7 +35,7 @@ from .grouped_arrays import (X_FULL_DTYPE, frames_value_range, normalisation_sca
 from .patches import extract_patches
 from .pattern_store import gather_frames
 
-__all__ = ["lazy_pattern_arrays", "lazy_gathered", "lazy_patches", "block_groups",
+__all__ = ["compute", "lazy_pattern_arrays", "lazy_gathered", "lazy_patches", "block_groups",
            "MemmapReader", "Hdf5Reader", "DaskReader"]
 
 #: Bytes of patterns per Dask block (per output array).
@@ -48,6 +49,54 @@ def _dask():
     except ImportError:
         raise ImportError("lazy=True needs dask: pip install 'ptycho-grouping[dask]'") from None
     return dask, da
+
+
+def compute(*arrays, progress=False, **kwargs):
+    """``dask.compute(*arrays, **kwargs)``, with a progress bar over tasks when asked.
+
+    Parameters
+    ----------
+    *arrays
+        Dask collections, e.g. the ``diffraction``, ``X_full`` and ``Y`` of
+        ``generate_grouped_data(..., lazy=True)``; computed together, so
+        shared reads happen once.
+    progress : bool, default False
+        True shows a tqdm bar on stderr counting finished tasks (local
+        schedulers; ``dask.distributed`` has its own dashboard).
+    **kwargs
+        Passed to ``dask.compute`` (``scheduler=``, ...).
+    """
+    dask, _ = _dask()
+    if not progress:
+        return dask.compute(*arrays, **kwargs)
+    with _TaskBar():
+        return dask.compute(*arrays, **kwargs)
+
+
+class _TaskBar:
+    """A dask local-scheduler callback driving a tqdm bar (built on first use)."""
+
+    def __enter__(self):
+        from dask.callbacks import Callback
+        from tqdm import tqdm
+
+        class Bar(Callback):
+            def _start_state(self, dsk, state):
+                self.bar = tqdm(total=sum(len(state[k]) for k in ("ready", "waiting")),
+                                unit="task", desc="computing", file=sys.stderr)
+
+            def _posttask(self, key, result, dsk, state, worker_id):
+                self.bar.update(1)
+
+            def _finish(self, dsk, state, errored):
+                self.bar.close()
+
+        self._callback = Bar()
+        self._callback.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._callback.__exit__(*exc)
 
 
 def block_groups(group_size: int, frame_shape, dtype) -> int:

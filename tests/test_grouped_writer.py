@@ -189,3 +189,13 @@ def test_hdf5_open_failure_leaves_no_temporary_file(tmp_path, monkeypatch):
         grouped_writer.write_grouped(scan(), target, N, out_format="hdf5", K=6, nsamples=20,
                                      gridsize=2, seed=0)
     assert os.listdir(tmp_path) == ["g.h5"] and target.read_bytes() == b"previous result"
+
+
+def test_progress_true_shows_a_bar_of_bytes_on_stderr(tmp_path, capsys):
+    grouped_writer.write_grouped(scan(), tmp_path / "g.npz", N, K=6, nsamples=30, gridsize=2,
+                                 seed=0, progress=True)
+    err = capsys.readouterr().err
+    assert "writing" in err and "100%" in err
+    grouped_writer.write_grouped(scan(), tmp_path / "h.npz", N, K=6, nsamples=30, gridsize=2,
+                                 seed=0)
+    assert capsys.readouterr().err == ""
