@@ -231,7 +231,9 @@ class _Plan:
                 block = np.moveaxis(groups[part], 1, 3)             # (r, N, N, C) view
                 sink.write(key, slice(span.start + part.start, span.start + part.stop), block)
                 advance(block.nbytes)
-            del frames, groups
+            # Every view of this chunk goes before the next one is gathered,
+            # or two chunks would be alive at once.
+            del frames, groups, block
         return energies
 
     def _x_full(self, sink, scale, advance):

@@ -10,7 +10,6 @@ what memory maps, HDF5 and Zarr read fastest and what keeps memory bounded.
 from __future__ import annotations
 
 import mmap
-import os
 
 import numpy as np
 
@@ -43,8 +42,6 @@ def check_store(name: str, store):
 
 def _read(store, rows: np.ndarray) -> np.ndarray:
     """``store[rows]`` for increasing, unique ``rows``, as a NumPy array."""
-    if _readable_file(store):
-        return _pread_rows(store, rows)
     if isinstance(store, np.ndarray):
         return store[rows]
     if hasattr(store, "oindex"):  # zarr: orthogonal selection takes an index array
@@ -53,43 +50,6 @@ def _read(store, rows: np.ndarray) -> np.ndarray:
     if hasattr(block, "compute"):  # dask
         block = block.compute()
     return np.asarray(block)
-
-
-def _readable_file(store) -> bool:
-    """True for a whole read-only C-ordered memory map of a file: read with ``pread`` instead.
-
-    Reading the file directly copies each frame once from the page cache,
-    where faulting the map in page by page (and releasing it again to keep
-    the resident set small) costs several times more.
-    """
-    return (isinstance(store, np.memmap) and store.mode == "r"
-            and isinstance(getattr(store, "base", None), mmap.mmap)
-            and store.filename is not None and store.flags.c_contiguous)
-
-
-def _pread_rows(store: np.memmap, rows: np.ndarray) -> np.ndarray:
-    """``store[rows]`` read from its file, one ``preadv`` per run of consecutive rows."""
-    out = np.empty((len(rows), *store.shape[1:]), dtype=store.dtype)
-    if out.nbytes == 0:
-        return out
-    row_bytes = out[0].nbytes
-    view = memoryview(out.reshape(-1)).cast("B")
-    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-    starts = np.concatenate([[0], breaks])
-    stops = np.concatenate([breaks, [len(rows)]])
-    fd = os.open(store.filename, os.O_RDONLY)
-    try:
-        for a, b in zip(starts.tolist(), stops.tolist()):
-            done, size = a * row_bytes, b * row_bytes
-            position = store.offset + int(rows[a]) * row_bytes - done
-            while done < size:
-                got = os.preadv(fd, [view[done:size]], position + done)
-                if got == 0:
-                    raise EOFError(f"{store.filename} ends before frame {rows[b - 1]}")
-                done += got
-    finally:
-        os.close(fd)
-    return out
 
 
 def gather_frames(store, indices, chunk_frames=None) -> np.ndarray:
@@ -108,13 +68,11 @@ def gather_frames(store, indices, chunk_frames=None) -> np.ndarray:
     out = np.empty((indices.size, *store.shape[1:]), dtype=store.dtype)
     order = np.argsort(inverse, kind="stable")  # result rows grouped by unique frame
     bounds = np.searchsorted(inverse[order], np.arange(0, unique.size + chunk_frames, chunk_frames))
-    faults_pages = not _readable_file(store)
     for i, start in enumerate(range(0, unique.size, chunk_frames)):
         block = _read(store, unique[start:start + chunk_frames])
         rows = order[bounds[i]:bounds[i + 1]]
         out[rows] = block[inverse[rows] - start]
-        if faults_pages:
-            _release_mapped_pages(store)
+        _release_mapped_pages(store)
     return out
 
 
