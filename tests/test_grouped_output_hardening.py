@@ -1,4 +1,4 @@
-"""Grouped output on odd data and real disks: finite X_full or a clear error, full disks, any store."""
+"""Grouped output on odd data and real disks: finite X_full or a clear error, any store."""
 import os
 import subprocess
 import sys
