@@ -34,6 +34,8 @@ import logging
 import os
 import sys
 import zipfile
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -287,6 +289,12 @@ class NpzSink:
     rows arrive (``n_rows`` rows in all); :meth:`write_whole` stores a
     complete array; :meth:`read` reads rows of a finished member back.
 
+    The zip framing is :mod:`zipfile`'s own (its local header, central
+    directory and ZIP64 records); only the CRC-32 of a member's data is
+    summed here, on a helper thread while the next block is prepared
+    (``zlib.crc32`` releases the GIL), instead of in line with each write.
+    A block handed to :meth:`write` must not change until the next call.
+
     Use :meth:`create` on an open-able path (a context manager that closes
     the file, completing the zip on success).
     """
@@ -295,7 +303,10 @@ class NpzSink:
         self.fh, self.n_rows = fh, n_rows
         self.zip = zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED, allowZip64=True)
         self.members = {}      # key -> (data offset, shape, dtype)
-        self._stream = None
+        self._info = None      # the zipfile.ZipInfo of the member being written
+        self._crc = 0
+        self._pending = None   # the CRC of the last block, being summed
+        self._checksums = ThreadPoolExecutor(max_workers=1, thread_name_prefix="npz-crc")
         self._key = None
         self._rows = self._expected = 0
 
@@ -319,38 +330,65 @@ class NpzSink:
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
         info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
         info.compress_type = zipfile.ZIP_STORED
-        info.file_size = len(header) + nbytes
-        self._stream = self.zip.open(info, "w", force_zip64=True)
-        self._stream.write(header)
+        info.external_attr = 0o644 << 16
+        info.file_size = info.compress_size = len(header) + nbytes
+        info.CRC = 0
+        info.header_offset = self.fh.tell()
+        self.fh.write(info.FileHeader(zip64=True))  # rewritten with the CRC at the end
+        self._info, self._crc, self._written = info, 0, 0
+        self._put(header)
         self.members[key] = (self.fh.tell(), tuple(shape), np.dtype(dtype))
         self._key, self._rows, self._expected = key, 0, rows
 
+    def _put(self, data) -> None:
+        """Write ``data`` (bytes-like) to the member and sum its CRC on the helper thread."""
+        view = memoryview(data).cast("B")
+        self._wait()
+        self._pending = self._checksums.submit(zlib.crc32, view, self._crc)
+        self.fh.write(view)
+        self._written += view.nbytes
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            self._crc = self._pending.result()
+            self._pending = None
+
     def _finish(self):
-        if self._stream is None:
+        if self._info is None:
             return
-        self._stream.close()
-        self._stream = None
-        if self._rows != self._expected:
+        info, self._info = self._info, None
+        self._wait()
+        if self._written != info.file_size or self._rows != self._expected:
             raise RuntimeError(f"internal error: member {self._key!r} got {self._rows} of "
-                               f"{self._expected} rows")
+                               f"{self._expected} rows ({self._written} of "
+                               f"{info.file_size} bytes)")
+        info.CRC = self._crc
+        end = self.fh.tell()
+        self.fh.seek(info.header_offset)
+        self.fh.write(info.FileHeader(zip64=True))
+        self.fh.seek(end)
+        # Register the member as zipfile's own writer does, for its central directory.
+        self.zip.filelist.append(info)
+        self.zip.NameToInfo[info.filename] = info
+        self.zip.start_dir = end
 
     def write(self, key, span, value, rows: int = None):
         """Append ``value`` as the next rows of ``key`` (``span`` says which, for checking).
 
         The member holds ``rows`` rows in all (default ``n_rows``).
         """
-        if key != self._key:
+        if key != self._key or self._info is None:
             rows = self.n_rows if rows is None else rows
             self._begin(key, (rows, *value.shape[1:]), value.dtype, rows)
         if span.start != self._rows:
             raise RuntimeError(f"internal error: rows {span} of {key!r} written out of order")
-        self._stream.write(memoryview(np.ascontiguousarray(value).reshape(-1)).cast("B"))
+        self._put(np.ascontiguousarray(value).reshape(-1))
         self._rows += len(value)
 
     def write_whole(self, key, value):
         value = np.ascontiguousarray(value)
         self._begin(key, value.shape, value.dtype, None)
-        self._stream.write(memoryview(value.reshape(-1)).cast("B"))
+        self._put(value.reshape(-1))
         self._rows = None
 
     def read(self, key, span) -> np.ndarray:
@@ -380,15 +418,19 @@ class NpzSink:
         return np.memmap(self.fh, dtype=dtype, mode="r", offset=offset, shape=shape)
 
     def close(self):
-        self._finish()
-        self.zip.close()
-        self.fh.truncate(self.fh.tell())  # drop what reserve_disk claimed beyond the zip
+        try:
+            self._finish()
+            self.zip.close()
+            self.fh.truncate(self.fh.tell())  # drop what reserve_disk claimed beyond the zip
+        finally:
+            self._checksums.shutdown()
 
     def abort(self):
         """Drop the half-written zip (the file itself is removed by its owner)."""
+        self._info = None
         with contextlib.suppress(Exception):
-            if self._stream is not None:
-                self._stream.close()
+            self._wait()
+        self._checksums.shutdown()
         with contextlib.suppress(Exception):
             self.zip.close()
 
