@@ -176,8 +176,13 @@ def scaled_into(out: np.ndarray, patterns: np.ndarray, scale: float) -> np.ndarr
 
 
 def scaled(patterns: np.ndarray, scale: float) -> np.ndarray:
-    """``patterns * scale`` as a new float32 array (``X_full``)."""
-    return scaled_into(np.empty(patterns.shape, X_FULL_DTYPE), patterns, scale)
+    """``patterns * scale`` as a new float32 array (``X_full``), laid out as ``patterns``.
+
+    Keeping the input's memory layout (``empty_like``) makes the product one
+    contiguous pass over a channels-last view, where a C-ordered result
+    would be filled with strided reads.
+    """
+    return scaled_into(np.empty_like(patterns, dtype=X_FULL_DTYPE), patterns, scale)
 
 
 def member_coords(x, y, nn_indices):
