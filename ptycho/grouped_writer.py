@@ -460,7 +460,8 @@ class Hdf5Sink:
         h5py = _h5py()
         h5py.File(path, "w").close()
         with open(path, "r+b") as fh:
-            reserve_disk(fh.fileno(), reserve + reserve // 256 + (1 << 20))
+            # Edge chunks are stored whole: up to one storage chunk per dataset more.
+            reserve_disk(fh.fileno(), reserve + reserve // 256 + 16 * _HDF5_CHUNK_BYTES)
         file = h5py.File(path, "r+")
         try:
             yield cls(file, n_rows)
