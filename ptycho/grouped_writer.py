@@ -259,9 +259,11 @@ class _Plan:
         """Object patches ``(B, N, N, C)``, cut a block of groups at a time."""
         raw, N = self.raw, self.N
         b, c = self.nn.shape
+        # extract_patches reads a complex64 object in place; convert any other once, not per block.
+        obj = np.asarray(raw.objectGuess).astype(np.complex64, copy=False)
         for span in _spans(b, _rows_per_block(c * N * N * 8)):
             _, offsets, relative = member_coords(raw.xcoords, raw.ycoords, self.nn[span])
-            patches = extract_patches(raw.objectGuess, patch_shifts(offsets, relative), N)
+            patches = extract_patches(obj, patch_shifts(offsets, relative), N)
             block = np.moveaxis(patches.reshape(-1, c, N, N), 1, 3)
             sink.write("Y", span, block)
             advance(block.nbytes)
