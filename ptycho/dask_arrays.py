@@ -271,6 +271,7 @@ def lazy_patches(obj: np.ndarray, shifts: np.ndarray, group_shape, N: int,
     ``(B, C)``. The object enters the graph once, not once per block.
     """
     dask, da = _dask()
+    obj = np.asarray(obj).astype(np.complex64, copy=False)  # converted once, not per block
     b, c = group_shape
     chunk_groups = chunk_groups or block_groups(c, (N, N), np.complex64)
     lazy_shifts = da.from_array(np.reshape(shifts, (b, c, 2)), chunks=(chunk_groups, c, 2))
