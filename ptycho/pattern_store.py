@@ -15,8 +15,11 @@ import numpy as np
 
 __all__ = ["check_store", "gather_frames", "is_in_memory"]
 
-#: Frames read per chunk from a store that is not in memory.
+#: Frames read per chunk from a store that is not in memory (at most
+#: :data:`CHUNK_BYTES` of them).
 CHUNK_FRAMES = 1024
+#: Bytes read per chunk from a store that is not in memory.
+CHUNK_BYTES = 8 << 20
 
 
 def is_in_memory(store) -> bool:
@@ -56,7 +59,8 @@ def gather_frames(store, indices, chunk_frames=None) -> np.ndarray:
     chunk over the sorted unique indices, so each needed frame is read once
     and at most ``chunk_frames`` frames are in flight besides the result.
     """
-    chunk_frames = chunk_frames or CHUNK_FRAMES
+    frame_bytes = max(1, int(np.prod(store.shape[1:])) * np.dtype(store.dtype).itemsize)
+    chunk_frames = chunk_frames or max(1, min(CHUNK_FRAMES, CHUNK_BYTES // frame_bytes))
     indices = np.asarray(indices, dtype=np.intp).ravel()
     if is_in_memory(store):
         return np.take(store, indices, axis=0)

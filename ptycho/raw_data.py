@@ -27,7 +27,7 @@ from ptycho_grouping.npz_io import atomic_savez, load_npz
 from ptycho_grouping.registry import DEFAULT_STRATEGY
 from ptycho_grouping.strategy import check_bool, check_positive_int, check_rng
 
-from . import params
+from . import dask_arrays, params
 from ._deprecated import (  # noqa: F401 - the deprecated names stay importable from here
     calculate_relative_coords,
     get_neighbor_indices,
@@ -38,8 +38,10 @@ from ._deprecated import (  # noqa: F401 - the deprecated names stay importable 
     warn_deprecated,
 )
 from .cxi import read_cxi
+from .grouped_arrays import (channels_last, member_coords, normalisation_scale, patch_shifts,
+                             pattern_energies, scaled, value_range)
 from .patches import extract_patches
-from .pattern_store import check_store, gather_frames
+from .pattern_store import check_store
 
 __all__ = ["RawData", "REQUIRED_KEYS", "OPTIONAL_KEYS", "METADATA_KEY", "normalize_data",
            "get_relative_coords", "get_image_patches", "local_offset_sign",
@@ -339,8 +341,10 @@ def normalize_data(dset: dict, N: int) -> np.ndarray:
     if np.ndim(diffraction) != 4:
         raise ValueError("dset['diffraction'] must be 4-D (B, N, N, C), got shape "
                          f"{np.shape(diffraction)}")
-    scale = normalisation_scale(pattern_energies(diffraction), N)
-    return np.asarray(diffraction).astype(np.float32, copy=False) * np.float32(scale)
+    diffraction = np.asarray(diffraction)
+    scale = normalisation_scale(pattern_energies(diffraction), N,
+                                lambda: value_range(diffraction))
+    return scaled(diffraction, scale)
 
 
 def get_image_patches(gt_image, global_offsets, local_offsets, N=None, gridsize=None):
@@ -366,12 +370,14 @@ def get_image_patches(gt_image, global_offsets, local_offsets, N=None, gridsize=
     gridsize = check_positive_int("gridsize", params.get("gridsize") if gridsize is None
                                   else gridsize)
     c = gridsize * gridsize
-    shifts = np.asarray(global_offsets, dtype=np.float64) + np.asarray(local_offsets)
+    global_offsets = np.asarray(global_offsets, dtype=np.float64)
+    local_offsets = np.asarray(local_offsets, dtype=np.float64)
+    shifts = global_offsets + local_offsets
     if shifts.ndim != 4 or shifts.shape[1:3] != (1, 2) or shifts.shape[3] != c:
         raise ValueError(f"global_offsets + local_offsets must have shape (B, 1, 2, {c}) for "
                          f"gridsize={gridsize}, got {shifts.shape}")
     b = shifts.shape[0]
-    patches = extract_patches(gt_image, np.moveaxis(shifts[:, 0], 1, 2).reshape(-1, 2), N)
+    patches = extract_patches(gt_image, patch_shifts(global_offsets, local_offsets), N)
     return np.moveaxis(patches.reshape(b, c, N, N), 1, 3)
 
 
@@ -773,7 +779,7 @@ class RawData:
         lazy : bool, default False
             Return ``diffraction``, ``X_full`` and ``Y`` as Dask arrays that
             read the patterns only when computed (needs the ``dask`` extra;
-            see :mod:`ptycho.lazy`). The other entries are computed at once.
+            see :mod:`ptycho.dask_arrays`). The other entries are computed at once.
         n_subsample : int, optional
             Group only this many scan points, drawn at random (sorted) before
             grouping; default ``params.cfg['n_subsample']``, then every point.
@@ -824,8 +830,6 @@ class RawData:
                              "generate_grouped_data gathers diffraction patterns; use "
                              "group_indices(...) for the groups alone")
         out = self._grouped(nn_indices, N, lazy=lazy)
-        if out["X_full"].dtype != np.float32:  # PtychoPINN's data contract
-            out["X_full"] = out["X_full"].astype(np.float32)
         if self.sample_indices is not None:
             out["sample_indices"] = np.array(self.sample_indices, copy=True)
         return out
@@ -889,38 +893,35 @@ class RawData:
                  c, index.n_points)
         return nn_indices
 
-    def _grouped(self, nn_indices: np.ndarray, N: int, scale: Optional[float] = None,
-                 lazy: bool = False) -> dict:
+    def _grouped(self, nn_indices: np.ndarray, N: int, lazy: bool = False) -> dict:
         """The output dictionary for ``nn_indices``.
 
-        ``scale`` is the X_full normalisation; None computes it from these
-        groups (a streaming writer passes the one of all groups). ``lazy``
-        builds the pattern arrays as Dask arrays instead (:mod:`ptycho.lazy`).
+        The arithmetic lives in :mod:`ptycho.grouped_arrays`, shared with the
+        Dask (``lazy=True``, :mod:`ptycho.dask_arrays`) and streaming
+        (:mod:`ptycho.grouped_writer`) paths.
         """
-        coords_nn, coords_offsets, coords_relative = _group_coords(
+        coords_nn, coords_offsets, coords_relative = member_coords(
             self.xcoords, self.ycoords, nn_indices)
-        start_nn, start_offsets, start_relative = _group_coords(
+        start_nn, start_offsets, start_relative = member_coords(
             self.xcoords_start, self.ycoords_start, nn_indices)
-        shifts = (coords_offsets + coords_relative)[:, 0]              # (B, 2, C)
+        shifts = patch_shifts(coords_offsets, coords_relative)        # (B*C, 2)
         if lazy:
-            from . import lazy as lz
-            diffraction, X_full = lz.lazy_pattern_arrays(self.diff3d, nn_indices, N)
+            diffraction, X_full = dask_arrays.lazy_pattern_arrays(self.diff3d, nn_indices, N)
             if self.Y is not None:
-                Y = lz.lazy_gathered(self.Y, nn_indices)
+                Y = dask_arrays.lazy_gathered(self.Y, nn_indices)
             elif self.objectGuess is not None:
-                Y = lz.lazy_patches(self.objectGuess, shifts, N)
+                Y = dask_arrays.lazy_patches(self.objectGuess, shifts, nn_indices.shape, N)
             else:
                 Y = None
         else:
-            diffraction = _channels_last(self.diff3d, nn_indices)
-            if scale is None:
-                scale = normalisation_scale(pattern_energies(diffraction), N)
-            X_full = _scaled(diffraction, scale)
+            diffraction = channels_last(self.diff3d, nn_indices)
+            scale = normalisation_scale(pattern_energies(diffraction), N,
+                                        lambda: value_range(diffraction))
+            X_full = scaled(diffraction, scale)
             if self.Y is not None:
-                Y = _channels_last(self.Y, nn_indices)
+                Y = channels_last(self.Y, nn_indices)
             elif self.objectGuess is not None:
-                patches = extract_patches(self.objectGuess,
-                                          np.moveaxis(shifts, 1, 2).reshape(-1, 2), N)
+                patches = extract_patches(self.objectGuess, shifts, N)
                 Y = np.moveaxis(patches.reshape(*nn_indices.shape, N, N), 1, 3)
             else:
                 Y = None
@@ -938,72 +939,3 @@ class RawData:
             "objectGuess": self.objectGuess,
         }
 
-
-def _channels_last(stack: np.ndarray, nn_indices: np.ndarray) -> np.ndarray:
-    """``stack[nn_indices]`` with shape ``(B, N, N, C)``, gathered in one pass.
-
-    The frames are gathered contiguously as ``(B, C, N, N)`` and returned as a
-    channels-last *view*: one copy of the data instead of two, and every
-    pattern stays contiguous in memory. ``np.ascontiguousarray`` gives a
-    C-ordered copy for code that needs one.
-    """
-    b, c = nn_indices.shape
-    block = gather_frames(stack, nn_indices.ravel()).reshape(b, c, *stack.shape[1:])
-    return np.moveaxis(block, 1, 3)
-
-
-#: Patterns per block when summing energies: the float64 copy stays in cache.
-_ENERGY_BLOCK_PIXELS = 1 << 16
-
-
-def pattern_energies(diffraction: np.ndarray) -> np.ndarray:
-    """``sum(pattern**2)`` of every pattern of a ``(B, N, N, C)`` array, ``(B, C)`` float64.
-
-    Summed in float64, block by block: each block is cast into a small
-    reused float64 buffer and reduced with a batched matrix product (BLAS
-    dot products), about 3x faster than ``einsum(..., dtype=float64)`` at
-    the same precision, with no full-size float64 temporary.
-    """
-    b, n, _, c = diffraction.shape
-    frames = np.moveaxis(diffraction, 3, 1).reshape(b * c, n * n)  # a view when gathered by us
-    out = np.empty(b * c, dtype=np.float64)
-    step = max(1, _ENERGY_BLOCK_PIXELS // (n * n))
-    buf = np.empty((min(step, b * c), n * n), dtype=np.float64)
-    for start in range(0, b * c, step):
-        block = buf[:min(step, b * c - start)]
-        block[...] = frames[start:start + step]
-        out[start:start + len(block)] = np.matmul(block[:, None, :], block[:, :, None])[:, 0, 0]
-    return out.reshape(b, c)
-
-
-def normalisation_scale(energies: np.ndarray, N: int) -> float:
-    """PtychoPINN's X_full factor: ``sqrt((N/2)^2 / mean(energies))``.
-
-    Shared by the eager, streaming and lazy paths, so all refuse the same
-    inputs: ``ValueError`` when the mean energy is zero (all drawn patterns
-    blank) or not finite, instead of an ``X_full`` of inf or NaN.
-    """
-    mean = float(np.mean(energies))
-    if mean == 0:
-        raise ValueError("the drawn diffraction patterns have zero total energy, so X_full's "
-                         "normalisation sqrt((N/2)^2 / mean energy) is undefined")
-    if not np.isfinite(mean):
-        raise ValueError(f"the drawn diffraction patterns have a non-finite mean energy ({mean}): "
-                         "diff3d holds NaN or inf, so X_full cannot be normalised")
-    return float(np.sqrt((N / 2) ** 2 / mean))
-
-
-def _scaled(diffraction: np.ndarray, scale: float) -> np.ndarray:
-    """``diffraction * scale`` in the input's floating dtype (float64 for integers)."""
-    dtype = diffraction.dtype if np.issubdtype(diffraction.dtype, np.floating) else np.float64
-    return diffraction * np.asarray(scale, dtype=dtype)
-
-
-def _group_coords(x, y, nn_indices):
-    """``coords_nn (B, 1, 2, C)``, offsets (mean over members) and relative coords.
-
-    ``coords_relative = -(coords_nn - coords_offsets)``: PtychoPINN's sign.
-    """
-    coords_nn = np.stack([x[nn_indices], y[nn_indices]], axis=1)[:, None].astype(np.float64)
-    offsets = coords_nn.mean(axis=3, keepdims=True)
-    return coords_nn, offsets, -(coords_nn - offsets)

@@ -38,6 +38,7 @@ from ptycho_grouping.atomic_write import atomic_write
 from ptycho_grouping.registry import default_registry
 from ptycho_grouping.neighbors import _PARALLEL_QUERY_MIN as PARALLEL_QUERY_MIN
 
+from .bench_io import format_io, run_io_bench  # noqa: F401  -- `bench --io` rows, re-exported
 from .demo import scan_positions
 
 LEGACY = "legacy_group_then_sample"

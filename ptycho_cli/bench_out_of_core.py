@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ptycho.grouped_writer import NpzSink, streamed_scale
+from ptycho_grouping.atomic_write import atomic_write
 from ptycho.raw_data import RawData
 from ptycho_grouping.npz_io import load_npz
 
@@ -66,8 +67,7 @@ def write_store(path: Path, frames: int, N: int, rng=0) -> None:
     rng = np.random.default_rng(rng)
     base = rng.random((16, N, N), dtype=np.float32)
     xy = scan_positions(frames, "raster", step=1.0, rng=rng)
-    sink = NpzSink(path, frames)
-    try:
+    with atomic_write(path) as tmp, NpzSink.create(tmp, frames) as sink:
         step = max(1, (64 << 20) // (N * N * 4))  # 64 MiB at a time
         for start in range(0, frames, step):
             stop = min(start + step, frames)
@@ -76,10 +76,6 @@ def write_store(path: Path, frames: int, N: int, rng=0) -> None:
         sink.write_whole("xcoords", xy[:, 0])
         sink.write_whole("ycoords", xy[:, 1])
         sink.write_whole("probeGuess", np.ones((N, N), np.complex64))
-        sink.commit()
-    except BaseException:
-        sink.abort()
-        raise
 
 
 def _run_limited(limit_mib: int, argv, cwd: Path) -> dict:

@@ -337,7 +337,14 @@ class _DiscardAfterAbort(io.RawIOBase):
     def write(self, data):
         if self.discard:
             return memoryview(data).nbytes
-        return self.raw.write(data)
+        try:
+            return self.raw.write(data)
+        except OSError:
+            # The file is lost: HDF5 will still try to flush objects that are
+            # freed while the error unwinds, and each such write would fail
+            # again inside a destructor ("Exception ignored ...").
+            self.discard = True
+            raise
 
     def seek(self, offset, whence=io.SEEK_SET):
         return self.raw.seek(offset, whence)
@@ -355,7 +362,7 @@ class _DiscardAfterAbort(io.RawIOBase):
 
 
 @contextlib.contextmanager
-def atomic_hdf5(path, **file_kwargs):
+def atomic_hdf5(path, reserve: int = 0, **file_kwargs):
     """An ``h5py.File`` open for writing that atomically replaces ``path`` when the block ends.
 
     :func:`atomic_write` for HDF5, safe on a full disk: whatever fails (a
@@ -365,9 +372,19 @@ def atomic_hdf5(path, **file_kwargs):
     an unnamed temporary file by name, and the object lets a failed file be
     closed without writing (see :class:`_DiscardAfterAbort`).
 
+    HDF5 also writes from destructors (a dataset's chunk cache is flushed
+    when its last Python reference goes), where a failed write cannot raise
+    and leaves HDF5 in a state that has ended in a crash. Claim the disk
+    space first with ``reserve`` when the size is known: a full disk then
+    fails here, before HDF5 writes anything. HDF5 trims the unused part of
+    the reservation when it closes the file.
+
     Parameters
     ----------
     path : str or os.PathLike
+    reserve : int, default 0
+        Bytes of disk to claim up front (``posix_fallocate``; skipped where
+        the filesystem cannot).
     **file_kwargs
         Passed to ``h5py.File`` (for example ``libver``, ``track_order``).
 
@@ -375,6 +392,11 @@ def atomic_hdf5(path, **file_kwargs):
     ------
     h5py.File
         Open in mode ``"w"``; do not close it.
+
+    Raises
+    ------
+    OSError
+        ``ENOSPC``, ``EFBIG`` or ``EDQUOT`` when the reservation does not fit.
     """
     try:
         import h5py  # an optional dependency (the "hdf5" extra)
@@ -383,6 +405,12 @@ def atomic_hdf5(path, **file_kwargs):
     with atomic_write(path) as tmp, open(tmp, "w+b", buffering=0) as raw:
         sink = _DiscardAfterAbort(raw)
         h5 = h5py.File(sink, "w", **file_kwargs)
+        if reserve > 0:
+            # HDF5 creates a file only over an empty one; it is reopened over
+            # the reservation, which it trims to its own end when it closes.
+            h5.close()
+            _reserve_disk(raw.fileno(), reserve)
+            h5 = h5py.File(sink, "r+")
         try:
             yield h5
             h5.close()
@@ -391,3 +419,16 @@ def atomic_hdf5(path, **file_kwargs):
             with contextlib.suppress(Exception):
                 h5.close()
             raise
+
+
+def _reserve_disk(fd: int, nbytes: int) -> None:
+    """Claim ``nbytes`` of disk for ``fd`` now; ``OSError`` when they are not there."""
+    if nbytes <= 0 or not hasattr(os, "posix_fallocate"):
+        return
+    try:
+        os.posix_fallocate(fd, 0, nbytes)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise OSError(exc.errno, f"{os.strerror(exc.errno)}: the output needs about "
+                                     f"{nbytes / 2**20:.0f} MiB") from None
+        log.debug("no disk reservation (%s): writing without one", exc)

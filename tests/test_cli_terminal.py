@@ -167,8 +167,8 @@ def test_help_on_demo_data_describes_pattern_and_seed(tmp_path):
 def test_demo_data_and_cache_scan_show_progress_on_a_terminal(demo):
     rc, stdout, terminal = run_with_terminal_stderr(
         ["demo-data", "-o", "bar.npz", "--points", 300], demo, _env())
-    assert rc == 0 and "simulating 300 raster positions" in terminal
-    assert "writing bar.npz" in terminal and "wrote bar.npz" in stdout
+    assert rc == 0 and "simulating 300 raster positions into bar.npz" in terminal
+    assert "300/300" in terminal and "wrote bar.npz" in stdout
     for i in range(1200):  # enough files for the scan to report a count
         (demo / f"f{i}.txt").touch()
     rc, stdout, terminal = run_with_terminal_stderr(["clean-cache", "--dry-run", "."], demo, _env())

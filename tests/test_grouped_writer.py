@@ -43,7 +43,10 @@ def test_npz_stream_equals_the_in_memory_result(tmp_path, chunk):
                                       progress=lambda done, total: seen.append((done, total)), **kw)
     assert np.array_equal(nn, expected["nn_indices"])
     assert_same(tmp_path / "g.npz", expected, load_npz)
-    assert seen[-1] == (100, 100) and len(seen) == -(-100 // chunk)
+    # Progress counts bytes: it ends at the size of everything written.
+    total = sum(v.nbytes for v in expected.values() if v is not None)
+    assert seen[-1] == (total, total)
+    assert all(a[0] < b[0] for a, b in zip(seen, seen[1:]))
     assert os.listdir(tmp_path) == ["g.npz"]
 
 
@@ -69,6 +72,9 @@ def test_hdf5_stream_equals_the_in_memory_result(tmp_path):
 
     assert_same(tmp_path / "g.h5", expected, load)
     assert os.listdir(tmp_path) == ["g.h5"]
+    # No more than the data and HDF5's own overhead.
+    data = sum(v.nbytes for v in expected.values() if v is not None)
+    assert os.path.getsize(tmp_path / "g.h5") < data + (1 << 20)
 
 
 @pytest.mark.parametrize("out_format", ["npz", "hdf5"])
@@ -78,16 +84,18 @@ def test_interrupted_write_leaves_no_complete_looking_file(tmp_path, monkeypatch
     rd = scan()
     target = tmp_path / "g.out"
     target.write_bytes(b"previous result")
+    sink = grouped_writer.NpzSink if out_format == "npz" else grouped_writer.Hdf5Sink
     calls = []
-    real = rd._grouped
+    real = sink.write
 
-    def failing(nn, N, scale=None):
-        calls.append(len(nn))
-        if len(calls) == 3:
+    def failing(self, key, span, value):
+        calls.append(key)
+        assert target.read_bytes() == b"previous result"  # nothing visible while writing
+        if len(calls) == 5:
             raise KeyboardInterrupt
-        return real(nn, N, scale=scale)
+        return real(self, key, span, value)
 
-    monkeypatch.setattr(rd, "_grouped", failing)
+    monkeypatch.setattr(sink, "write", failing)
     with pytest.raises(KeyboardInterrupt):
         grouped_writer.write_grouped(rd, target, N, out_format=out_format, chunk_groups=10,
                                      K=6, nsamples=100, gridsize=2, seed=0)
@@ -112,28 +120,39 @@ def test_bad_arguments(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_default_chunks_are_bounded_by_bytes_not_groups(tmp_path):
+def gathers(monkeypatch):
+    """Record how many frames each gather of the writer reads."""
+    seen = []
+    real = grouped_writer.gather_frames
+
+    def spy(store, indices, *args, **kwargs):
+        seen.append(len(indices))
+        return real(store, indices, *args, **kwargs)
+
+    monkeypatch.setattr(grouped_writer, "gather_frames", spy)
+    return seen
+
+
+def test_default_chunks_are_bounded_by_bytes_not_groups(tmp_path, monkeypatch):
     # 64x64 float32 patterns, C=4: 64 KiB of diffraction per group, so a
     # 1 MiB budget allows 16 groups per chunk (a fixed group count would not).
     n, budget = 64, 1
     rd = scan(m=200, n=n)
     kw = dict(K=6, nsamples=100, gridsize=2, seed=3)
-    seen = []
-    grouped_writer.write_grouped(rd, tmp_path / "g.npz", n, chunk_mib=budget,
-                                 progress=lambda done, total: seen.append(done), **kw)
-    sizes = np.diff([0] + seen)
-    assert sizes.max() * 4 * n * n * 4 <= budget << 20
-    assert sizes.max() == (budget << 20) // (4 * n * n * 4) and len(seen) == -(-100 // 16)
+    seen = gathers(monkeypatch)
+    grouped_writer.write_grouped(rd, tmp_path / "g.npz", n, chunk_mib=budget, **kw)
+    assert max(seen) * n * n * 4 <= budget << 20
+    assert seen == [64] * 6 + [16]  # 16 groups of 4 per chunk
     assert_same(tmp_path / "g.npz", rd.generate_grouped_data(n, **kw), load_npz)
 
 
 def test_default_chunk_is_the_module_budget(tmp_path, monkeypatch):
     # chunk_groups and chunk_mib both omitted: DEFAULT_CHUNK_MIB decides.
-    seen = []
     monkeypatch.setattr(grouped_writer, "DEFAULT_CHUNK_MIB", 1)
-    grouped_writer.write_grouped(scan(m=200, n=64), tmp_path / "g.npz", 64, K=6, nsamples=40,
-                                 gridsize=2, seed=0, progress=lambda d, t: seen.append(d))
-    assert seen == [16, 32, 40]
+    seen = gathers(monkeypatch)
+    grouped_writer.write_grouped(scan(m=200, n=64, obj=False), tmp_path / "g.npz", 64, K=6,
+                                 nsamples=40, gridsize=2, seed=0)
+    assert seen == [64, 64, 32]
 
 
 @given(n=st.integers(1, 4096), c=st.integers(1, 64), itemsize=st.sampled_from([1, 2, 4, 8]),
@@ -160,29 +179,6 @@ def test_hdf5_storage_chunks_stay_small_whatever_the_write_chunk(tmp_path):
             assert rows == min(100, (1 << 20) // f[key][:1].nbytes), key
 
 
-@pytest.mark.parametrize("out_format", ["npz", "hdf5"])
-def test_output_is_flushed_to_disk_before_the_rename(tmp_path, monkeypatch, out_format):
-    if out_format == "hdf5":
-        pytest.importorskip("h5py")
-    events = []
-    real_fsync, real_replace = os.fsync, os.replace
-
-    def fsync(fd):
-        events.append(("fsync", os.fstat(fd).st_ino))
-        return real_fsync(fd)
-
-    def replace(src, dst):
-        events.append(("replace", os.stat(src).st_ino))
-        return real_replace(src, dst)
-
-    monkeypatch.setattr(grouped_writer.os, "fsync", fsync)
-    monkeypatch.setattr(grouped_writer.os, "replace", replace)
-    grouped_writer.write_grouped(scan(), tmp_path / "g.out", N, out_format=out_format,
-                                 chunk_groups=16, K=6, nsamples=50, gridsize=2, seed=0)
-    inode = os.stat(tmp_path / "g.out").st_ino
-    assert events == [("fsync", inode), ("replace", inode)]
-
-
 def test_hdf5_open_failure_leaves_no_temporary_file(tmp_path, monkeypatch):
     h5py = pytest.importorskip("h5py")
     target = tmp_path / "g.h5"
@@ -196,3 +192,13 @@ def test_hdf5_open_failure_leaves_no_temporary_file(tmp_path, monkeypatch):
         grouped_writer.write_grouped(scan(), target, N, out_format="hdf5", K=6, nsamples=20,
                                      gridsize=2, seed=0)
     assert os.listdir(tmp_path) == ["g.h5"] and target.read_bytes() == b"previous result"
+
+
+def test_progress_true_shows_a_bar_of_bytes_on_stderr(tmp_path, capsys):
+    grouped_writer.write_grouped(scan(), tmp_path / "g.npz", N, K=6, nsamples=30, gridsize=2,
+                                 seed=0, progress=True)
+    err = capsys.readouterr().err
+    assert "writing" in err and "100%" in err
+    grouped_writer.write_grouped(scan(), tmp_path / "h.npz", N, K=6, nsamples=30, gridsize=2,
+                                 seed=0)
+    assert capsys.readouterr().err == ""

@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pytest
 
-from ptycho import lazy as lazy_module
+from ptycho import dask_arrays as lazy_module
 from ptycho.raw_data import RawData
 
 da = pytest.importorskip("dask.array")
@@ -151,3 +151,21 @@ def test_runs_on_a_local_cluster_with_two_worker_processes(tmp_path):
     for kind, (x_full, y, diffraction) in results.items():
         assert np.array_equal(x_full, eager["X_full"]) and x_full.dtype == eager["X_full"].dtype, kind
         assert np.array_equal(y, eager["Y"]) and np.array_equal(diffraction, eager["diffraction"]), kind
+
+
+def test_compute_with_a_progress_bar_gives_the_eager_arrays(capsys):
+    from ptycho.dask_arrays import compute
+
+    rd = RawData.from_coords_without_pc(*np.random.default_rng(0).uniform(0, 30, (2, 60)),
+                                        np.random.default_rng(1).random((60, 8, 8)), None, None)
+    kw = dict(K=4, nsamples=40, gridsize=2, seed=0)
+    lazy = rd.generate_grouped_data(8, lazy=True, **kw)
+    eager = rd.generate_grouped_data(8, **kw)
+    diffraction, x_full = compute(lazy["diffraction"], lazy["X_full"], progress=True,
+                                  scheduler="sync")
+    assert np.array_equal(diffraction, eager["diffraction"])
+    assert np.array_equal(x_full, eager["X_full"])
+    err = capsys.readouterr().err
+    assert "computing" in err and "task" in err
+    compute(lazy["X_full"], scheduler="sync")
+    assert capsys.readouterr().err == ""

@@ -276,3 +276,21 @@ def test_gathering_from_a_memory_map_keeps_its_contents(tmp_path, mode):
         got = pattern_store.gather_frames(store, idx, chunk_frames=32)
         assert np.array_equal(got, expected[idx])
     assert np.array_equal(store[5], expected[5])
+
+
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(1, 200), n=st.integers(0, 400), chunk=st.sampled_from([None, 1, 7, 64]),
+       runs=st.booleans(), seed=st.integers(0, 1000))
+def test_read_only_maps_are_gathered_exactly(tmp_path_factory, m, n, chunk, runs, seed):
+    rng = np.random.default_rng(seed)
+    data = rng.random((m, 3, 5)).astype(np.float32)
+    path = tmp_path_factory.mktemp("pread") / "d.npy"
+    np.save(path, data)  # the frames start after the .npy header: an offset
+    store = np.load(path, mmap_mode="r")
+    if runs:  # long runs of consecutive frames, as sorted groups give
+        starts = rng.integers(0, m, max(1, n // 10))
+        idx = np.concatenate([np.arange(s, min(m, s + 12)) for s in starts])[:n]
+    else:
+        idx = rng.integers(0, m, n)
+    got = pattern_store.gather_frames(store, idx, chunk_frames=chunk)
+    assert got.dtype == data.dtype and np.array_equal(got, data[idx])

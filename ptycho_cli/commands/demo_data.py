@@ -1,11 +1,11 @@
 """``ptycho-group demo-data``: write the built-in simulated scan to a file."""
 from __future__ import annotations
 
-from ..demo import PATTERNS, make_demo
+from ..demo import PATTERNS, write_demo
 from ..inputs import DEMO_POINTS
 from ..options import check_output_path, non_negative_int, positive_int
 from ..output import summary
-from ..progress import stage
+from ..progress import bar
 
 NAME = "demo-data"
 HELP = "write the built-in demo dataset to a file"
@@ -26,12 +26,12 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     out_path = check_output_path(args.output)
-    # progress: make_demo takes a progress= argument (and writes chunk by chunk) in another
-    # branch; until then its two steps are shown as stages.
-    with stage(args.show_progress, f"simulating {args.points} {args.pattern} positions"):
-        raw = make_demo(points=args.points, pattern=args.pattern, N=args.N, seed=args.seed)
-    with stage(args.show_progress, f"writing {out_path}"):
-        raw.to_file(out_path)
-    summary(args, f"wrote {out_path}: {len(raw)} {args.pattern} positions, "
+    with bar(args.show_progress, total=args.points, unit="pt", unit_scale=True,
+             desc=f"simulating {args.points} {args.pattern} positions into {out_path}") as shown:
+        out_path = write_demo(out_path, points=args.points, pattern=args.pattern, N=args.N,
+                              seed=args.seed,
+                              progress=(lambda done, total: shown.update(done - shown.n))
+                              if args.show_progress else False)
+    summary(args, f"wrote {out_path}: {args.points} {args.pattern} positions, "
                   f"{args.N}x{args.N} patterns, probe and object")
     return 0

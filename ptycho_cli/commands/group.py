@@ -73,17 +73,14 @@ def run(args) -> int:
         for text in plan.notes:
             note(args, text)
         start = time.perf_counter()
-        # No unit: write_grouped reports (groups written, total) in this tree and
-        # (bytes written, total) once its rewrite lands; the bar reads right for both.
-        with bar(show, desc=f"grouping and writing {out_path}", unit="",
-                 unit_scale=True) as written:
-            def advance(done, total):
+        with bar(show, desc=f"grouping and writing {out_path}", unit="B", unit_scale=True,
+                 unit_divisor=1024) as written:
+            def advance(done, total):  # write_grouped reports bytes written of the total
                 written.total = total
                 written.update(done - written.n)
-            # progress: the legacy strategy's enumeration takes progress through the grouping
-            # request in another branch; forward `show` to it once RawData passes it on.
             nn = write_grouped(raw, out_path, n_pix, out_format=args.out_format,
-                               chunk_groups=args.chunk_groups, progress=advance,
+                               chunk_groups=args.chunk_groups,
+                               progress=advance if show else False,
                                **plan.library_kwargs(args, args.input))
         elapsed = time.perf_counter() - start
     covered = len(np.unique(nn))

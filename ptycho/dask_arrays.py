@@ -25,14 +25,18 @@ Needs the ``dask`` extra.
 from __future__ import annotations
 
 import mmap
+import sys
 import uuid
 
 import numpy as np
 
+from .grouped_arrays import (X_FULL_DTYPE, frames_value_range, normalisation_scale,
+                             pattern_energies, scaled)
 from .patches import extract_patches
 from .pattern_store import gather_frames
 
-__all__ = ["lazy_pattern_arrays", "lazy_patches", "block_groups"]
+__all__ = ["compute", "lazy_pattern_arrays", "lazy_gathered", "lazy_patches", "block_groups",
+           "MemmapReader", "Hdf5Reader", "DaskReader"]
 
 #: Bytes of patterns per Dask block (per output array).
 BLOCK_BYTES = 64 << 20
@@ -45,6 +49,54 @@ def _dask():
     except ImportError:
         raise ImportError("lazy=True needs dask: pip install 'ptycho-grouping[dask]'") from None
     return dask, da
+
+
+def compute(*arrays, progress=False, **kwargs):
+    """``dask.compute(*arrays, **kwargs)``, with a progress bar over tasks when asked.
+
+    Parameters
+    ----------
+    *arrays
+        Dask collections, e.g. the ``diffraction``, ``X_full`` and ``Y`` of
+        ``generate_grouped_data(..., lazy=True)``; computed together, so
+        shared reads happen once.
+    progress : bool, default False
+        True shows a tqdm bar on stderr counting finished tasks (local
+        schedulers; ``dask.distributed`` has its own dashboard).
+    **kwargs
+        Passed to ``dask.compute`` (``scheduler=``, ...).
+    """
+    dask, _ = _dask()
+    if not progress:
+        return dask.compute(*arrays, **kwargs)
+    with _TaskBar():
+        return dask.compute(*arrays, **kwargs)
+
+
+class _TaskBar:
+    """A dask local-scheduler callback driving a tqdm bar (built on first use)."""
+
+    def __enter__(self):
+        from dask.callbacks import Callback
+        from tqdm import tqdm
+
+        class Bar(Callback):
+            def _start_state(self, dsk, state):
+                self.bar = tqdm(total=sum(len(state[k]) for k in ("ready", "waiting")),
+                                unit="task", desc="computing", file=sys.stderr)
+
+            def _posttask(self, key, result, dsk, state, worker_id):
+                self.bar.update(1)
+
+            def _finish(self, dsk, state, errored):
+                self.bar.close()
+
+        self._callback = Bar()
+        self._callback.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._callback.__exit__(*exc)
 
 
 def block_groups(group_size: int, frame_shape, dtype) -> int:
@@ -131,24 +183,26 @@ def _portable(store):
 def _gather_block(idx: np.ndarray, store) -> np.ndarray:
     """The patterns of a ``(b, C)`` block of groups, channels-last ``(b, N, N, C)``."""
     b, c = idx.shape
-    if isinstance(store, (MemmapReader, Hdf5Reader, DaskReader)):
-        store = store.open()
-    frames = gather_frames(store, idx.ravel())
+    frames = gather_frames(_open(store), idx.ravel())
     return np.moveaxis(frames.reshape(b, c, *frames.shape[1:]), 1, 3)
 
 
+def _open(store):
+    return store.open() if isinstance(store, (MemmapReader, Hdf5Reader, DaskReader)) else store
+
+
 def _energy_block(idx: np.ndarray, store) -> np.ndarray:
-    from .raw_data import pattern_energies  # raw_data imports this module lazily
     return pattern_energies(_gather_block(idx, store))
 
 
 def _scaled_block(idx: np.ndarray, store, scale: float) -> np.ndarray:
-    from .raw_data import _scaled
-    return _scaled(_gather_block(idx, store), scale)
+    return scaled(_gather_block(idx, store), scale)
 
 
-def _scaled_dtype(dtype) -> np.dtype:
-    return np.dtype(dtype) if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
+def _checked_scale(energies: np.ndarray, N: int, store, nn_indices: np.ndarray) -> float:
+    """The eager path's scale; on an error the patterns' range is read for the message."""
+    return normalisation_scale(energies, N,
+                               lambda: frames_value_range(_open(store), nn_indices))
 
 
 # -- the arrays ------------------------------------------------------------------------
@@ -179,7 +233,6 @@ def lazy_pattern_arrays(store, nn_indices: np.ndarray, N: int, chunk_groups: int
     ``X_full`` once the scale is known, so no block waits in memory.
     """
     dask, _ = _dask()
-    from .raw_data import normalisation_scale
     frame = tuple(store.shape[1:])
     idx = _groups(nn_indices, chunk_groups or block_groups(nn_indices.shape[1], frame,
                                                            store.dtype))
@@ -187,8 +240,8 @@ def lazy_pattern_arrays(store, nn_indices: np.ndarray, N: int, chunk_groups: int
     diffraction = _gathered(idx, source, frame, store.dtype, "diffraction")
     energies = idx.map_blocks(_energy_block, source, dtype=np.float64,
                               name=f"ptycho-energies-{uuid.uuid4().hex}")
-    scale = dask.delayed(normalisation_scale)(energies, N)
-    x_full = idx.map_blocks(_scaled_block, source, scale, dtype=_scaled_dtype(store.dtype),
+    scale = dask.delayed(_checked_scale)(energies, N, source, nn_indices)
+    x_full = idx.map_blocks(_scaled_block, source, scale, dtype=X_FULL_DTYPE,
                             new_axis=(1, 2), chunks=diffraction.chunks,
                             name=f"ptycho-x-full-{uuid.uuid4().hex}")
     return diffraction, x_full
@@ -209,16 +262,19 @@ def _patch_block(shifts: np.ndarray, obj: np.ndarray, N: int) -> np.ndarray:
     return np.moveaxis(patches.reshape(b, c, N, N), 1, 3)
 
 
-def lazy_patches(obj: np.ndarray, shifts: np.ndarray, N: int, chunk_groups: int = None):
+def lazy_patches(obj: np.ndarray, shifts: np.ndarray, group_shape, N: int,
+                 chunk_groups: int = None):
     """Object patches ``(B, N, N, C)`` computed lazily, block by block.
 
-    ``shifts`` is ``(B, 2, C)``: the ``(sx, sy)`` window corner of every member.
-    The object enters the graph once, not once per block.
+    ``shifts`` is ``(B*C, 2)``: the ``(sx, sy)`` window corner of every
+    member (:func:`ptycho.grouped_arrays.patch_shifts`), ``group_shape`` is
+    ``(B, C)``. The object enters the graph once, not once per block.
     """
     dask, da = _dask()
-    c = shifts.shape[2]
+    obj = np.asarray(obj).astype(np.complex64, copy=False)  # converted once, not per block
+    b, c = group_shape
     chunk_groups = chunk_groups or block_groups(c, (N, N), np.complex64)
-    lazy_shifts = da.from_array(np.moveaxis(shifts, 1, 2), chunks=(chunk_groups, c, 2))
+    lazy_shifts = da.from_array(np.reshape(shifts, (b, c, 2)), chunks=(chunk_groups, c, 2))
     return da.map_blocks(_patch_block, lazy_shifts, dask.delayed(obj), N, dtype=np.complex64,
                          drop_axis=(1, 2), new_axis=(1, 2, 3),
                          chunks=(lazy_shifts.chunks[0], (N,), (N,), (c,)))
