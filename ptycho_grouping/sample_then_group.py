@@ -92,7 +92,7 @@ class SampleThenGroup(GroupingStrategy):
                 f"{n_points - 1} other scan points exist, but oversampling needs a pool of at "
                 f"least group_size={c}: the {n_points} points form a single group")
         pool = _effective_k(wanted, n_points, pool_name)
-        plan = OversamplingPlan(index, pool, c, rng, request.sequential)
+        plan = OversamplingPlan(index, pool, c, rng, request.sequential, n)
         if n > n_points * plan.per_seed:
             raise plan.capacity_error(n, pool_name, attempted=False)
         if 2 * n > n_points * plan.per_seed:

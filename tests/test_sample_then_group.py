@@ -333,3 +333,18 @@ def test_exact_assignment_serves_near_capacity_requests(caplog):
     with pytest.raises(ValueError, match=rf"n_groups={best + 1} .* at most {best} groups"):
         STG.group(xy, GroupingRequest(n_groups=best + 1, group_size=4, neighbors=4,
                                       enable_oversampling=True, rng=0))
+
+
+def test_a_request_beyond_an_uncountable_bound_states_the_bound():
+    # 300 points x C(30, 3) = 4060 choices: too many candidate sets to count
+    # exactly, so the message gives the per-seed bound and says so.
+    xy = make_coords("uniform", 300)
+    bound = 300 * math.comb(30, 3)
+    with pytest.raises(ValueError) as err:
+        STG.group(xy, GroupingRequest(n_groups=bound + 1, group_size=4, neighbors=4,
+                                      neighbor_pool_size=30, enable_oversampling=True))
+    msg = str(err.value)
+    assert f"n_groups={bound + 1}" in msg
+    assert f"that exceeds {bound} = 300 seeds x C(30, 3) member choices" in msg
+    assert f"offer at most {bound} distinct groups (too many candidates to count" in msg
+    assert msg.endswith("lower n_groups, or raise neighbor_pool_size")
