@@ -27,9 +27,12 @@ tiny scans group exactly as the same scan at ordinary magnitudes.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -49,7 +52,9 @@ _MAX_CANDIDATES = 256
 # float rounding of cell coordinates is many orders of magnitude smaller.
 _MARGIN_CELLS = 1e-6
 # Seeds processed per block: bounds temporary memory at a few tens of MiB.
-_BLOCK = 1 << 14
+_BLOCK = 1 << 13
+# Threads for a large draw (blocks of seeds are independent).
+_WORKERS = os.cpu_count() or 1
 # |coordinate| range in which distances are computed without rescaling: the
 # squares of differences then neither overflow nor lose normal precision.
 _SAFE_EXPONENTS = (-400, 500)
@@ -474,24 +479,29 @@ class NeighborIndex:
                 if grid.full is None:
                     grid.full = _Bins(pos, grid.cell_of, n_cells=grid.n_cells)
         rows = np.arange(seeds.size)
-        if grid.full is not None and seeds.size >= _BLOCK // 8:
+        if grid.full is not None and seeds.size >= _BLOCK // 4:
             rows = np.argsort(grid.cell_of[seeds], kind="stable")  # cache-friendly order
         left = []
         while rows.size:
-            retry = []
-            for first in range(0, rows.size, _BLOCK):
-                part = rows[first:first + _BLOCK]
-                crowded, uncertified = self._certify(grid, pos, seeds, part, k, radius, out)
-                left.append(crowded)
-                retry.append(uncertified)
-            rows = np.concatenate(retry)
+            blocks = [rows[i:i + _BLOCK] for i in range(0, rows.size, _BLOCK)]
+            search = functools.partial(self._certify, grid, pos, seeds, k=k, radius=radius,
+                                       out=out)
+            if len(blocks) > 1 and _WORKERS > 1:
+                # NumPy releases the GIL in the gathers and sorts; blocks write
+                # disjoint rows of ``out``.
+                with ThreadPoolExecutor(min(_WORKERS, len(blocks))) as pool:
+                    results = list(pool.map(search, blocks))
+            else:
+                results = [search(part) for part in blocks]
+            left += [crowded for crowded, _ in results]
+            rows = np.concatenate([uncertified for _, uncertified in results])
             radius *= 2
             if (2 * radius + 1) ** 2 > _MAX_CANDIDATES or radius > max(grid.shape):
                 left.append(rows)
                 break
         return np.sort(np.concatenate(left)) if left else rows[:0]
 
-    def _certify(self, grid, pos, seeds, part, k, radius, out):
+    def _certify(self, grid, pos, seeds, part, *, k, radius, out):
         """Search the windows of radius ``radius`` around ``seeds[part]``; write the
         certified answers to ``out``; return the crowded and the uncertified rows."""
         s = seeds[part]
