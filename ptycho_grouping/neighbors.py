@@ -41,6 +41,9 @@ __all__ = ["NeighborIndex", "as_neighbor_index", "validate_coords"]
 
 log = logging.getLogger(__name__)
 
+# Up to this many points, a tree over all of them is cheaper than binning.
+_SMALL = 1 << 15
+# Draws of at least this many seeds are searched on every core.
 _PARALLEL_QUERY_MIN = 4096
 # Points per grid cell aimed at: small enough to keep candidate lists short,
 # large enough that a 3x3 window holds the usual K of 4-16.
@@ -353,6 +356,7 @@ class NeighborIndex:
         self._tree = None
         self._grid = None
         self._fallback = None
+        self._point_tree = None
         self._pos = None
         self._calls = 0
         self._lock = threading.Lock()
@@ -369,7 +373,8 @@ class NeighborIndex:
     @property
     def built(self) -> bool:
         """Whether a search structure (grid bins or a tree) is built and kept for reuse."""
-        return self._grid is not None or self._fallback is not None or self._tree is not None
+        return any(x is not None for x in (self._grid, self._fallback, self._tree,
+                                             self._point_tree))
 
     @property
     def tree_built(self) -> bool:
@@ -406,9 +411,10 @@ class NeighborIndex:
         k : int
             At most ``n_points - 1``.
         method : {"auto", "grid", "tree"}
-            ``"grid"`` sends every seed the grid can certify through it (the
-            rest to the tree), ``"tree"`` sends all seeds to the tree. The
-            result is the same; ``"auto"`` chooses by cost.
+            The first search tried: ``"grid"`` the cell bins, ``"tree"`` a
+            k-d tree over all points. Seeds it cannot certify go to a tree
+            over the distinct positions. The result is the same; ``"auto"``
+            chooses by cost.
 
         Returns
         -------
@@ -427,8 +433,11 @@ class NeighborIndex:
         self._calls += 1
         pos, lo, span = self._prepared()
         todo = np.arange(seeds.size)
-        if method != "tree" and span.max() > 0:
-            todo = self._grid_search(pos, lo, span, seeds, k, out)
+        if method == "auto":  # below some size, a tree is built faster than the bins
+            method = "tree" if self.n_points <= _SMALL else "grid"
+        if span.max() > 0:  # else all points coincide: the distinct tree has one node
+            search = self._grid_search if method == "grid" else self._tree_search
+            todo = search(pos, lo, span, seeds, k, out)
         if todo.size:
             log.debug("%d of %d seeds answered by the distinct-position tree",
                       todo.size, seeds.size)
@@ -462,6 +471,34 @@ class NeighborIndex:
                     self._fallback = _DistinctTree(pos, all_same=not span.max() > 0)
         return self._fallback
 
+    def _tree_search(self, pos, lo, span, seeds, k, out) -> np.ndarray:
+        """Answer, into ``out``, every seed a tree over all points certifies;
+        return the others' rows.
+
+        A few neighbours beyond ``k`` are asked for: the answer is certain
+        when the last one returned is strictly farther than the k-th (no
+        point left out can tie it).
+        """
+        if self._point_tree is None:
+            if pos is self._coords:
+                self._point_tree = self.tree
+            else:  # scaled positions: a tree of their own
+                with self._lock:
+                    if self._point_tree is None:
+                        self._point_tree = cKDTree(pos, balanced_tree=False,
+                                                   compact_nodes=False)
+        q = min(self.n_points, k + 4)
+        workers = -1 if seeds.size >= _PARALLEL_QUERY_MIN else 1
+        dist, which = self._point_tree.query(pos[seeds], k=q, workers=workers)
+        dist, which = dist.reshape(seeds.size, q), which.reshape(seeds.size, q)
+        nbrs, kth = _k_nearest(pos, seeds, which, k)
+        if q == self.n_points:
+            done = np.ones(seeds.size, dtype=bool)
+        else:
+            done = kth < (dist[:, -1] * (1 - 1e-9)) ** 2
+        out[done] = nbrs[done]
+        return np.flatnonzero(~done)
+
     def _grid_search(self, pos, lo, span, seeds, k, out) -> np.ndarray:
         """Answer, into ``out``, every seed the grid certifies; return the others' rows.
 
@@ -483,10 +520,12 @@ class NeighborIndex:
             rows = np.argsort(grid.cell_of[seeds], kind="stable")  # cache-friendly order
         left = []
         while rows.size:
-            blocks = [rows[i:i + _BLOCK] for i in range(0, rows.size, _BLOCK)]
+            parallel = rows.size >= _PARALLEL_QUERY_MIN and _WORKERS > 1
+            step = min(_BLOCK, -(-rows.size // _WORKERS)) if parallel else _BLOCK
+            blocks = [rows[i:i + step] for i in range(0, rows.size, step)]
             search = functools.partial(self._certify, grid, pos, seeds, k=k, radius=radius,
                                        out=out)
-            if len(blocks) > 1 and _WORKERS > 1:
+            if parallel:
                 # NumPy releases the GIL in the gathers and sorts; blocks write
                 # disjoint rows of ``out``.
                 with ThreadPoolExecutor(min(_WORKERS, len(blocks))) as pool:

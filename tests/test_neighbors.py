@@ -12,7 +12,8 @@ import textwrap
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, strategies as st
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from ptycho_grouping import NeighborIndex
 from ptycho_grouping.neighbors import distance_exponent
@@ -95,7 +96,7 @@ def test_huge_and_tiny_scales_group_as_the_same_scan_at_ordinary_magnitude(case,
     # huge: |x| of 1e150 and up (squares overflow); tiny: 1e-150 and down (they underflow)
     span = (max(lo, 500), hi) if which == "huge" else (lo, min(hi, -500))
     assume(span[0] <= span[1])
-    e = int(round(span[0] + where * (span[1] - span[0])))
+    e = round(span[0] + where * (span[1] - span[0]))
     scaled = np.ldexp(xy, e)
     assert np.array_equal(np.ldexp(scaled, -e), xy)  # the scaling itself was exact
     expected = brute_neighbors(xy, seeds, k)
@@ -194,7 +195,7 @@ MILLION_COINCIDENT = textwrap.dedent("""
 
 def test_a_million_coincident_points_are_answered_in_time():
     proc = subprocess.run([sys.executable, "-c", MILLION_COINCIDENT], capture_output=True,
-                          text=True, timeout=240)
+                          text=True, timeout=240, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     times = [float(line.split()[-1]) for line in proc.stdout.splitlines()]
     assert len(times) == 8
