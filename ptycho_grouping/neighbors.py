@@ -42,7 +42,7 @@ __all__ = ["NeighborIndex", "as_neighbor_index", "validate_coords"]
 log = logging.getLogger(__name__)
 
 # Up to this many points, a tree over all of them is cheaper than binning.
-_SMALL = 1 << 15
+_SMALL = 1 << 13
 # Draws of at least this many seeds are searched on every core.
 _PARALLEL_QUERY_MIN = 4096
 # Points per grid cell aimed at: small enough to keep candidate lists short,
@@ -150,12 +150,8 @@ def _select(d2: np.ndarray, idx: np.ndarray, k: int):
 
 def _order(near: np.ndarray, dist: np.ndarray):
     """Sort each row by (distance, index)."""
-    by_index = np.argsort(near, axis=1)
-    near = np.take_along_axis(near, by_index, axis=1)
-    dist = np.take_along_axis(dist, by_index, axis=1)
-    by_distance = np.argsort(dist, axis=1, kind="stable")
-    return (np.take_along_axis(near, by_distance, axis=1),
-            np.take_along_axis(dist, by_distance, axis=1))
+    by = np.lexsort((near, dist), axis=1)
+    return np.take_along_axis(near, by, axis=1), np.take_along_axis(dist, by, axis=1)
 
 
 def _k_nearest(pos: np.ndarray, seeds: np.ndarray, cand: np.ndarray, k: int):
