@@ -217,18 +217,24 @@ class OversamplingPlan:
         ``cols`` partly repaired, as soon as a seed has no unused set left.
         """
         keys, first, dup = self._repeats(seeds, cols)
-        for _ in range(0 if self.sequential else _REDRAW_ROUNDS):
-            if not dup.size:
-                return True
-            cols[dup] = self._redraw(dup.size)
-            keys, first, dup = self._repeats(seeds, cols)
         if not dup.size:
             return True
-        log.debug("scanning the choices of %d groups that repeat another group's set", dup.size)
         # A redrawn set contains its seed, so only kept sets with a redrawn
-        # seed in them can collide with it.
+        # seed in them can collide with it: the rounds compare against those.
         kept = keys[first]
-        seen = set(map(tuple, kept[np.isin(kept, seeds[dup]).any(axis=1)].tolist()))
+        taken = kept[np.isin(kept, seeds[dup]).any(axis=1)]
+        for _ in range(0 if self.sequential else _REDRAW_ROUNDS):
+            cols[dup] = self._redraw(dup.size)
+            new = self.keys(seeds[dup], cols[dup])
+            row_id, first = _equal_rows(np.concatenate([taken, new]), self.n_points)
+            here = taken.shape[0] + np.arange(dup.size)
+            fresh = first[row_id[here]] == here  # neither taken nor drawn earlier this round
+            taken = np.concatenate([taken, new[fresh]])
+            dup = dup[~fresh]
+            if not dup.size:
+                return True
+        log.debug("scanning the choices of %d groups that repeat another group's set", dup.size)
+        seen = set(map(tuple, taken[np.isin(taken, seeds[dup]).any(axis=1)].tolist()))
         for g in dup.tolist():
             seed = int(seeds[g])
             pool_row = self.pool_idx[seed].tolist()
