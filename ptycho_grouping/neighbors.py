@@ -199,8 +199,11 @@ class _Bins:
         by_cell = np.argsort(cells, kind="stable")
         self.order = by_cell if points is None else points[by_cell]
         self.sorted_cells = cells[by_cell]
-        self.x = np.append(pos[self.order, 0], np.inf)
-        self.y = np.append(pos[self.order, 1], np.inf)
+        self.x = np.empty(self.order.size + 1)
+        self.y = np.empty(self.order.size + 1)
+        np.take(pos[:, 0], self.order, out=self.x[:-1])
+        np.take(pos[:, 1], self.order, out=self.y[:-1])
+        self.x[-1] = self.y[-1] = np.inf
         # Over all points, a table of where each cell starts beats a search.
         self.cell_start = None
         if n_cells is not None:
@@ -519,7 +522,8 @@ class NeighborIndex:
                 self._grid = _Grid(pos, lo, span)
         grid = self._grid
         radius = max(1, math.ceil(math.sqrt((k + 1) / (math.pi * _OCCUPANCY))))
-        few = seeds.size * (2 * radius + 1) ** 2 * _OCCUPANCY * 8 < self.n_points
+        # A first draw whose windows hold a small part of the points sorts only those.
+        few = seeds.size * (2 * radius + 1) ** 2 * _OCCUPANCY * 2 < self.n_points
         if grid.full is None and not (few and self._calls == 1):
             with self._lock:
                 if grid.full is None:
