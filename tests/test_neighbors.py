@@ -6,6 +6,7 @@ index; the same answer whichever internal path (grid, tree) gives it, and
 at any magnitude of the coordinates.
 """
 import math
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -160,6 +161,46 @@ def test_a_second_draw_reuses_the_structures():
     assert np.array_equal(first, again)
     assert np.array_equal(index.neighbors(np.arange(5000), 6),
                           brute_neighbors(xy, np.arange(5000), 6))
+
+
+@pytest.mark.parametrize("shape", ["jittered_raster", "clusters", "duplicated", "line"])
+def test_a_first_small_draw_on_many_points_matches_the_oracle(shape):
+    # Few seeds among many points: the first call bins only the points in the
+    # seeds' windows; the second bins them all. Same answers, the oracle's.
+    xy = scan(shape, 20_000, np.random.default_rng(5))
+    seeds = np.random.default_rng(6).choice(len(xy), 40, replace=False)
+    for k in (1, 7, 30):
+        index = NeighborIndex(xy)
+        expected = brute_neighbors(xy, seeds, k)
+        for call in range(2):
+            assert np.array_equal(index.neighbors(seeds, k), expected), (k, call)
+
+
+def test_windows_with_fewer_points_than_k_are_widened_or_handed_on():
+    # Tight clumps of 5 far apart: no 3 x 3 window around a seed holds k = 7
+    # other points, so its window is widened until the tree takes over.
+    rng = np.random.default_rng(3)
+    centres = rng.uniform(0, 1e4, (40, 2))
+    xy = np.repeat(centres, 5, axis=0) + rng.normal(0, 0.01, (200, 2))
+    seeds = np.arange(0, 200, 7)
+    for method in METHODS:
+        assert np.array_equal(NeighborIndex(xy).neighbors(seeds, 7, method=method),
+                              brute_neighbors(xy, seeds, 7))
+    far = np.repeat([[0.0, 0.0], [1e4, 0.0], [0.0, 1e4], [1e4, 1e4]], 5, axis=0)
+    far += rng.normal(0, 0.01, far.shape)
+    for seed in range(0, 20, 3):  # one seed at a time: no other window pads its row
+        assert np.array_equal(NeighborIndex(far).neighbors([seed], 7, method="grid"),
+                              brute_neighbors(far, [seed], 7))
+
+
+def test_an_index_pickles_with_its_structures():
+    xy = scan("jittered_raster", 3000, np.random.default_rng(2))
+    index = NeighborIndex(xy)
+    first = index.neighbors(np.arange(0, 3000, 11), 6)
+    clone = pickle.loads(pickle.dumps(index))
+    assert repr(clone) == "NeighborIndex(n_points=3000, built=True)"
+    assert not clone.coords.flags.writeable
+    assert np.array_equal(clone.neighbors(np.arange(0, 3000, 11), 6), first)
 
 
 def test_bad_arguments_are_named():
