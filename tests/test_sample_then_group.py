@@ -348,3 +348,37 @@ def test_a_request_beyond_an_uncountable_bound_states_the_bound():
     assert f"that exceeds {bound} = 300 seeds x C(30, 3) member choices" in msg
     assert f"offer at most {bound} distinct groups (too many candidates to count" in msg
     assert msg.endswith("lower n_groups, or raise neighbor_pool_size")
+
+
+@given(grouping_cases(), st.sampled_from([2.0**600, 2.0**-900, 2.0**1000]),
+       st.booleans())
+def test_huge_and_tiny_scans_give_the_groups_of_the_same_scan_at_ordinary_scale(
+        case, scale, oversample):
+    # Squared distances would overflow (or underflow) at these magnitudes; the
+    # engine rescales exactly, so the groups are those of the ordinary scan.
+    xy, n, c, k, seed, sequential = case
+    m = len(xy)
+    if oversample:
+        if c == 1 or m < c + 1:
+            return
+        n = m + n
+    req = GroupingRequest(n_groups=n, group_size=c, neighbors=k, rng=seed,
+                          sequential=sequential, enable_oversampling=oversample)
+    try:
+        expected = group_quietly(xy, req)
+    except ValueError as exc:  # a request these points cannot meet: the same refusal
+        with pytest.raises(ValueError, match=re.escape(str(exc))):
+            group_quietly(xy * scale, req)
+        return
+    assert np.array_equal(group_quietly(xy * scale, req), expected)
+
+
+def test_an_outlier_at_1e300_leaves_the_other_groups_alone():
+    xy = make_coords("jittered_raster", 100, seed=4)
+    far = np.vstack([xy, [[1e300, -1e300]]])
+    for kw in (dict(n_groups=100), dict(n_groups=300, enable_oversampling=True)):
+        groups = STG.group(far, GroupingRequest(group_size=4, neighbors=7, rng=0, **kw))
+        assert groups.shape == (kw["n_groups"], 4)
+        assert all(len(set(row)) == 4 for row in groups.tolist())
+        members = groups[groups[:, 0] != 100, 1:]
+        assert not (members == 100).any()  # everyone's farthest point
