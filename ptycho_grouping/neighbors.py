@@ -176,8 +176,6 @@ def _gather(order: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.nda
     out = np.full((n, width), -1, dtype=np.intp)
     flat_counts = counts.ravel()
     total = int(flat_counts.sum())
-    if total == 0:
-        return out
     run_first = np.cumsum(flat_counts) - flat_counts
     src = np.repeat(starts.ravel() - run_first, flat_counts) + np.arange(total)
     rows = np.repeat(np.arange(n), per_row)

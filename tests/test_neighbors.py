@@ -130,6 +130,16 @@ def test_one_far_outlier_among_ordinary_points(case, outlier):
         assert (got[:-1] == len(xy) - 1).any() == (k > len(xy) - 2 and seeds.size > 0)
 
 
+def test_an_outlier_crowding_every_window_hands_all_seeds_to_the_tree():
+    # 2000 ordinary points and one at 1e300: the cells are so large that the
+    # ordinary points share one, too many for any window; the tree answers.
+    xy = np.vstack([scan("jittered_raster", 2000, np.random.default_rng(8)), [[1e300, 0.0]]])
+    seeds = np.arange(0, 2001, 97)
+    e = distance_exponent(xy.min(axis=0), xy.max(axis=0))
+    assert np.array_equal(NeighborIndex(xy).neighbors(seeds, 7, method="grid"),
+                          brute_neighbors(np.ldexp(xy, e), seeds, 7))
+
+
 @pytest.mark.parametrize("shape", ["raster", "rings", "line"])
 def test_ties_at_the_window_edge_are_resolved_by_index(shape):
     # Perfect lattices: the k-th neighbour ties with points in the next ring of
