@@ -202,6 +202,12 @@ class OversamplingPlan:
         is_dup[first] = False
         return keys, first, np.flatnonzero(is_dup)
 
+    def _holds(self, keys: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Rows of ``keys`` that contain any of ``points`` (a lookup table, not a sort)."""
+        wanted = np.zeros(self.n_points, dtype=bool)
+        wanted[points] = True
+        return wanted[keys].any(axis=1)
+
     def _redraw(self, n: int) -> np.ndarray:
         """``n`` uniform member choices (sorted column numbers)."""
         if self._tabulate:
@@ -222,7 +228,7 @@ class OversamplingPlan:
         # A redrawn set contains its seed, so only kept sets with a redrawn
         # seed in them can collide with it: the rounds compare against those.
         kept = keys[first]
-        taken = kept[np.isin(kept, seeds[dup]).any(axis=1)]
+        taken = kept[self._holds(kept, seeds[dup])]
         for _ in range(0 if self.sequential else _REDRAW_ROUNDS):
             cols[dup] = self._redraw(dup.size)
             new = self.keys(seeds[dup], cols[dup])
@@ -234,7 +240,7 @@ class OversamplingPlan:
             if not dup.size:
                 return True
         log.debug("scanning the choices of %d groups that repeat another group's set", dup.size)
-        seen = set(map(tuple, taken[np.isin(taken, seeds[dup]).any(axis=1)].tolist()))
+        seen = set(map(tuple, taken[self._holds(taken, seeds[dup])].tolist()))
         for g in dup.tolist():
             seed = int(seeds[g])
             pool_row = self.pool_idx[seed].tolist()
