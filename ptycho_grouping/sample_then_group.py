@@ -1,8 +1,10 @@
 """SampleThenGroup: draw the seed points first, then find neighbours for them only.
 
-This is the default strategy. Its cost is one neighbour query per *seed*
-(plus building the tree once per coordinate set), instead of a group
-enumeration over every scan point as the legacy code did.
+This is the default strategy. Its cost is one pass over the coordinates
+(binning them, see :mod:`~ptycho_grouping.neighbors`) plus an exact
+neighbour search around each *seed*, instead of a group enumeration over
+every scan point as the legacy code did. A second draw on the same
+:class:`~ptycho_grouping.neighbors.NeighborIndex` reuses the bins.
 """
 from __future__ import annotations
 
