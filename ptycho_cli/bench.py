@@ -36,9 +36,7 @@ from ptycho.raw_data import RawData
 from ptycho_grouping import GroupingRequest, NeighborIndex, get_strategy
 from ptycho_grouping.atomic_write import atomic_write
 from ptycho_grouping.registry import default_registry
-from ptycho_grouping.neighbors import _PARALLEL_QUERY_MIN as PARALLEL_QUERY_MIN
 
-from .bench_io import format_io, run_io_bench  # noqa: F401  -- `bench --io` rows, re-exported
 from .demo import scan_positions
 
 LEGACY = "legacy_group_then_sample"
@@ -126,7 +124,8 @@ def _measure_case(case: dict) -> float:
     arg = coords
     if case.get("mode") == "tree reused":
         arg = NeighborIndex(coords)
-        arg.tree
+        strategy.group(arg, request)
+        strategy.group(arg, request)
     return _measure_here(lambda: strategy.group(arg, request))
 
 
@@ -141,22 +140,40 @@ def median_time(fn: Callable[[], object], repeat: int, setup: Callable[[], objec
     return statistics.median(times)
 
 
-def per_seed_loop(index: NeighborIndex, n_groups: int, c: int, k: int, seed: int = 0,
-                  workers: int = 1) -> np.ndarray:
-    """Baseline: the per-seed Python loop the vectorised code replaces.
+def one_pass(coords: np.ndarray) -> float:
+    """Floor: one vectorised pass over the coordinates (the least of all values)."""
+    return float(np.minimum.reduce(coords.ravel()))
 
-    It queries the same prebuilt tree with the same ``workers`` as the engine,
-    so the ratio measures the member selection, not the tree or threading.
+
+def ptychopinn_sample_then_group(coords, n_groups: int, c: int, k: int, seed: int = 0):
+    """Baseline: PtychoPINN's current sample-then-group, as it works.
+
+    A balanced cKDTree built in the call, one batched query of the seeds,
+    then a Python loop drawing each group's members with ``np.random.choice``
+    (here from a local generator, not the global state).
     """
     rng = np.random.default_rng(seed)
-    coords = index.coords
     seeds = rng.choice(len(coords), n_groups, replace=False)
-    _, nn = index.tree.query(coords[seeds], k=k + 1, workers=workers)
+    _, nn = cKDTree(coords).query(coords[seeds], k=k + 1)
     out = np.empty((n_groups, c), dtype=np.intp)
     for i, s in enumerate(seeds):
         out[i, 0] = s
         out[i, 1:] = rng.choice(nn[i, 1:], c - 1, replace=False)
     return out
+
+
+def previous_engine(coords, n_groups: int, c: int, k: int, seed: int = 0):
+    """Baseline: this engine before grid pruning (version 0.1).
+
+    An unbalanced cKDTree over all points, one query of the seeds (on every
+    core from 4096 seeds), members picked by random keys, vectorised.
+    """
+    rng = np.random.default_rng(seed)
+    seeds = rng.choice(len(coords), n_groups, replace=False)
+    tree = cKDTree(coords, balanced_tree=False, compact_nodes=False)
+    _, nn = tree.query(coords[seeds], k=k + 1, workers=-1 if n_groups >= 4096 else 1)
+    cols = np.argsort(rng.random((n_groups, k)), axis=1)[:, :c - 1]
+    return np.column_stack([seeds, np.take_along_axis(nn[:, 1:], cols, axis=1)])
 
 
 def coverage_cv(groups: np.ndarray, n_points: int) -> float:
@@ -210,7 +227,7 @@ def run_bench(sizes, *, repeat=5, groups=512, neighbors=7, e2e_N=64,
     names = [i.name for i in registry.list() if i.name not in registry.conflicts]
     for name in registry.conflicts:
         say(f"skipping strategy {name!r}: more than one plugin registers that name")
-    rows, engine, e2e, coverage = [], [], [], []
+    rows, engine, e2e, coverage, fresh = [], [], [], [], []
     with tempfile.TemporaryDirectory(prefix="ptycho-bench-") as tmp:
         workdir = Path(tmp)
         for m in sizes:
@@ -228,7 +245,8 @@ def run_bench(sizes, *, repeat=5, groups=512, neighbors=7, e2e_N=64,
                     request = GroupingRequest(**kw)
                     say(f"M={m} gridsize={gridsize} {name}")
                     index = NeighborIndex(coords)
-                    index.tree  # built outside the timed region for the reused rows
+                    strategy.group(index, request)  # search structures built outside the
+                    strategy.group(index, request)  # timed region for the reused rows
                     for mode, arg in (("one-shot", coords), ("tree reused", index)):
                         t = median_time(lambda: strategy.group(arg, request), repeat)
                         mem = peak_memory_mib(dict(kind="strategy", size=m, strategy=name,
@@ -236,6 +254,11 @@ def run_bench(sizes, *, repeat=5, groups=512, neighbors=7, e2e_N=64,
                         rows.append(dict(size=m, gridsize=gridsize, strategy=name, mode=mode,
                                          time_s=t, peak_mib=mem, extrapolated=False))
             engine.append(_bench_engine(coords, groups, neighbors, repeat, say))
+            legacy_first = next((r["time_s"] for r in rows if r["strategy"] == LEGACY
+                                 and r["size"] == m and r["gridsize"] == 2
+                                 and r["mode"] == "first run (uncached)"), None)
+            fresh.append(_bench_fresh_rawdata(coords, groups, neighbors, repeat, say,
+                                              legacy_first))
             coverage.append(_bench_coverage(coords, neighbors, workdir, say))
             if m <= 200_000:
                 e2e.append(_bench_end_to_end(coords, e2e_N, groups, neighbors, repeat, say))
@@ -243,7 +266,8 @@ def run_bench(sizes, *, repeat=5, groups=512, neighbors=7, e2e_N=64,
     return dict(machine=_machine(), parameters=dict(sizes=list(sizes), repeat=repeat,
                                                     groups=groups, neighbors=neighbors,
                                                     e2e_N=e2e_N),
-                rows=rows, engine=engine, coverage=coverage, end_to_end=e2e)
+                rows=rows, engine=engine, coverage=coverage, end_to_end=e2e,
+                fresh_rawdata=fresh)
 
 
 def _bench_legacy(coords, kw, gridsize, workdir, repeat, legacy_limit, legacy_time, say):
@@ -292,35 +316,80 @@ def _add_ratios(rows):
 
 
 def _bench_engine(coords, groups, k, repeat, say):
-    """Issue-2 figures: tree build vs one-shot, reused-tree overhead, vs a Python loop."""
+    """The default strategy (gridsize 2) against the floors of its work, in one run.
+
+    Floors: one pass over the coordinates, the unbalanced cKDTree build
+    alone, and build + query of the seeds (what a tree-based engine cannot
+    avoid). Baselines: this engine before grid pruning, and PtychoPINN's
+    current sample-then-group.
+    """
     m = len(coords)
     say(f"M={m} engine figures")
     stg = get_strategy(DEFAULT)
-    req = GroupingRequest(n_groups=min(groups, m), group_size=4, neighbors=k, rng=0)
-    t_tree = median_time(lambda: cKDTree(coords, balanced_tree=False, compact_nodes=False), repeat)
+    few = min(groups, m)
+    seeds = np.random.default_rng(0).choice(m, few, replace=False)
+    req = GroupingRequest(n_groups=few, group_size=4, neighbors=k, rng=0)
+    t_pass = median_time(lambda: one_pass(coords), repeat)
+    t_tree = median_time(lambda: cKDTree(coords, balanced_tree=False, compact_nodes=False),
+                         repeat)
+    t_tree_query = median_time(lambda: cKDTree(coords, balanced_tree=False, compact_nodes=False)
+                               .query(coords[seeds], k=k + 1), repeat)
     t_one_shot = median_time(lambda: stg.group(coords, req), repeat)
     index = NeighborIndex(coords)
-    seeds = np.random.default_rng(0).choice(m, req.n_groups, replace=False)
-    t_query = median_time(lambda: index.tree.query(coords[seeds], k=k + 1, workers=1), repeat)
+    stg.group(index, req)
+    stg.group(index, req)  # from the second draw on, the bins of all points are kept
     t_reused = median_time(lambda: stg.group(index, req), repeat)
-    n_all = min(m, 100_000)
-    req_all = GroupingRequest(n_groups=n_all, group_size=4, neighbors=k, rng=0)
-    t_all = median_time(lambda: stg.group(index, req_all), repeat)
-    seeds_all = np.random.default_rng(0).choice(m, n_all, replace=False)
-    # The engine's own choice of query threads, given to the baseline too.
-    workers = -1 if n_all >= PARALLEL_QUERY_MIN else 1
-    t_all_query = median_time(
-        lambda: index.tree.query(coords[seeds_all], k=k + 1, workers=workers), repeat)
-    t_loop = median_time(lambda: per_seed_loop(index, n_all, 4, k, workers=workers),
-                         max(1, min(repeat, 2)))
-    peak_all = peak_memory_mib(dict(kind="strategy", size=m, strategy=DEFAULT,
-                                    mode="tree reused", groups=n_all, gridsize=2, neighbors=k))
-    return dict(size=m, tree_build_s=t_tree, one_shot_s=t_one_shot,
-                one_shot_over_tree=t_one_shot / t_tree, query_s=t_query, reused_s=t_reused,
-                reused_beyond_query_ms=(t_reused - t_query) * 1e3,
-                all_groups=n_all, all_groups_s=t_all, all_groups_query_s=t_all_query,
-                per_seed_loop_s=t_loop, speedup_vs_loop=t_loop / t_all,
-                query_share=t_all_query / t_all, all_groups_peak_mib=peak_all)
+    out = dict(size=m, groups=few, one_pass_s=t_pass, tree_build_s=t_tree,
+               tree_build_query_s=t_tree_query, one_shot_s=t_one_shot, reused_s=t_reused,
+               speedup_vs_tree_build=t_tree / t_one_shot,
+               speedup_vs_tree_build_query=t_tree_query / t_one_shot,
+               one_shot_over_one_pass=t_one_shot / t_pass, large=[])
+    slow_repeat = max(1, min(repeat, 2))
+    for n in sorted({min(100_000, m), m}):
+        say(f"M={m} engine: {n} groups")
+        req_n = GroupingRequest(n_groups=n, group_size=4, neighbors=k, rng=0)
+        t_ours = median_time(lambda: stg.group(coords, req_n), slow_repeat)
+        t_prev = median_time(lambda: previous_engine(coords, n, 4, k), slow_repeat)
+        row = dict(groups=n, time_s=t_ours, previous_engine_s=t_prev,
+                   speedup_vs_previous=t_prev / t_ours)
+        if n <= 100_000:
+            t_pinn = median_time(lambda: ptychopinn_sample_then_group(coords, n, 4, k), 1)
+            row.update(ptychopinn_s=t_pinn, speedup_vs_ptychopinn=t_pinn / t_ours)
+        out["large"].append(row)
+    n_over = 4 * m
+    say(f"M={m} engine: oversampling {n_over} groups")
+    req_over = GroupingRequest(n_groups=n_over, group_size=4, neighbors=k, rng=0,
+                               enable_oversampling=True)
+    t_over = median_time(lambda: stg.group(coords, req_over), 1)
+    t_all_floor = median_time(lambda: cKDTree(coords, balanced_tree=False, compact_nodes=False)
+                              .query(coords, k=k + 1, workers=-1), slow_repeat)
+    out.update(oversampling_groups=n_over, oversampling_s=t_over,
+               tree_build_query_all_s=t_all_floor,
+               oversampling_over_floor=t_over / t_all_floor,
+               all_groups=min(m, 100_000),
+               all_groups_peak_mib=peak_memory_mib(dict(
+                   kind="strategy", size=m, strategy=DEFAULT, mode="tree reused",
+                   groups=min(m, 100_000), gridsize=2, neighbors=k)))
+    return out
+
+
+def _bench_fresh_rawdata(coords, groups, k, repeat, say, legacy_first_s):
+    """512 groups through ``generate_grouped_data`` on a fresh RawData (N 4),
+    against the legacy strategy's first run on the same points."""
+    m = len(coords)
+    say(f"M={m} one-shot generate_grouped_data, N=4")
+    diff3d = np.full((m, 4, 4), 0.5, np.float32)
+    probe = np.ones((4, 4), np.complex64)
+    scan_index = np.zeros(m, np.int64)
+    x, y = coords[:, 0], coords[:, 1]
+
+    def run():
+        RawData.from_coords_without_pc(x, y, diff3d, probe, scan_index).generate_grouped_data(
+            4, K=k, nsamples=min(groups, m), gridsize=2, seed=0)
+
+    t = median_time(run, repeat)
+    return dict(size=m, groups=min(groups, m), time_s=t, legacy_first_s=legacy_first_s,
+                speedup_vs_legacy_first=legacy_first_s / t if legacy_first_s else None)
 
 
 def _bench_coverage(coords, k, workdir, say):
@@ -423,18 +492,35 @@ def format_report(report: dict) -> str:
     if any(r["extrapolated"] for r in report["rows"]):
         lines.append("* extrapolated linearly from the largest size the legacy strategy ran at")
     lines += ["", *TABLE_LEGEND]
-    lines += ["", "engine (sample_then_group, gridsize 2):"]
+    lines += ["", "engine (sample_then_group, gridsize 2) against its floors:"]
     for e in report["engine"]:
+        ms = {key: e[key] * 1e3 for key in e if key.endswith("_s")}
         lines.append(
-            f"  M={e['size']}: unbalanced tree build {e['tree_build_s'] * 1e3:.1f} ms, one-shot "
-            f"{e['one_shot_s'] * 1e3:.1f} ms ({e['one_shot_over_tree']:.2f}x the build); reused "
-            f"tree {e['reused_s'] * 1e3:.2f} ms = query {e['query_s'] * 1e3:.2f} ms + "
-            f"{e['reused_beyond_query_ms']:.2f} ms")
+            f"  M={e['size']}, {e['groups']} groups: one-shot {ms['one_shot_s']:.2f} ms = "
+            f"{e['one_shot_over_one_pass']:.1f}x one pass over the coordinates "
+            f"({ms['one_pass_s']:.2f} ms); {e['speedup_vs_tree_build']:.1f}x faster than the "
+            f"unbalanced cKDTree build alone ({ms['tree_build_s']:.1f} ms), "
+            f"{e['speedup_vs_tree_build_query']:.1f}x than build + query "
+            f"({ms['tree_build_query_s']:.1f} ms); second draw {ms['reused_s']:.2f} ms")
+        for r in e["large"]:
+            pinn = (f", {r['speedup_vs_ptychopinn']:.1f}x faster than PtychoPINN's "
+                    f"sample-then-group ({r['ptychopinn_s'] * 1e3:.0f} ms)"
+                    if "ptychopinn_s" in r else "")
+            lines.append(
+                f"  M={e['size']}, {r['groups']} groups: {r['time_s'] * 1e3:.0f} ms, "
+                f"{r['speedup_vs_previous']:.2f}x faster than the previous engine "
+                f"({r['previous_engine_s'] * 1e3:.0f} ms){pinn}")
         lines.append(
-            f"  M={e['size']}: {e['all_groups']} groups {e['all_groups_s'] * 1e3:.1f} ms vs per-seed "
-            f"Python loop {e['per_seed_loop_s'] * 1e3:.0f} ms ({e['speedup_vs_loop']:.1f}x); "
-            f"neighbour query is {100 * e['query_share']:.0f}% of it; peak "
-            f"{e['all_groups_peak_mib']:.1f} MiB")
+            f"  M={e['size']}, oversampling {e['oversampling_groups']} groups: "
+            f"{ms['oversampling_s']:.0f} ms = {e['oversampling_over_floor']:.2f}x cKDTree build + "
+            f"query of all points ({ms['tree_build_query_all_s']:.0f} ms); "
+            f"{e['all_groups']} groups peak {e['all_groups_peak_mib']:.1f} MiB")
+    if report.get("fresh_rawdata"):
+        lines += ["", "one-shot generate_grouped_data on a fresh RawData (N 4, gridsize 2):"]
+    for f in report.get("fresh_rawdata", []):
+        vs = (f" = legacy first run ({f['legacy_first_s']:.2f} s) / "
+              f"{_fmt_ratio(f['speedup_vs_legacy_first'])}" if f["legacy_first_s"] else "")
+        lines.append(f"  M={f['size']}, {f['groups']} groups: {f['time_s'] * 1e3:.2f} ms{vs}")
     lines += ["", "coverage (how evenly scan points are used, gridsize 2, groups = M/2):"]
     for c in report["coverage"]:
         lines.append(f"  M={c['size']}: CV default {c['cv_default']:.3f} vs legacy "

@@ -23,9 +23,9 @@ log = logging.getLogger(__name__)
 # Largest per-seed number of member combinations that is enumerated as a
 # table when oversampling; beyond it combinations are drawn at random.
 _MAX_COMBINATION_TABLE = 1 << 14
-# Uniform draws tried for a group that repeats a set, before its seed's
-# choices are scanned one by one.
-_RANDOM_TRIES = 8
+# Rounds of vectorised uniform redraws for the groups that repeat a set,
+# before the few left scan their seed's choices one by one.
+_REDRAW_ROUNDS = 8
 # Error messages count the distinct groups exactly only when that enumerates
 # at most this many indices (points x member choices x group size).
 _COUNT_LIMIT = 1 << 22
@@ -53,9 +53,7 @@ def _distinct_choices(rng, counts: np.ndarray, n_options: int) -> np.ndarray:
     """
     out = np.empty(counts.sum(), dtype=np.intp)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    for k in np.unique(counts):
-        if k == 0:
-            continue
+    for k in np.unique(counts):  # every seed is used at least once when oversampling
         rows = np.flatnonzero(counts == k)
         chosen = np.empty((rows.size, k), dtype=np.intp)
         for i, j in enumerate(range(n_options - k, n_options)):
@@ -91,8 +89,6 @@ def _equal_rows(keys: np.ndarray, n_values: int):
     occurrence. Columns are packed several to an int64 and sorted with a
     stable lexsort, much faster than ``np.unique(axis=0)``.
     """
-    if len(keys) == 0:
-        return np.empty(0, np.intp), np.empty(0, np.intp)
     bits = max(1, (n_values - 1).bit_length())
     per_key = max(1, 63 // bits)
     packed = []
@@ -132,16 +128,19 @@ class OversamplingPlan:
     ``(q + 1) * (pool + 1)`` candidates.
     """
 
-    def __init__(self, index: NeighborIndex, pool: int, c: int, rng, sequential: bool):
+    def __init__(self, index: NeighborIndex, pool: int, c: int, rng, sequential: bool,
+                 n_groups: int):
         self.index, self.pool, self.c = index, pool, c
         self.rng, self.sequential = rng, sequential
         self.n_points = index.n_points
         self.per_seed = math.comb(pool, c - 1)
         self._pool_idx = self._degree = self._table = self._cand = None
-        # Whether member choices come from the table of all of them; set by
-        # first_draw. Each seed's scan of unused choices resumes where it stopped.
-        self._tabulate = self.per_seed <= _MAX_COMBINATION_TABLE
-        self._scans = {}
+        # Member choices come from the table of all of them when it is small,
+        # or when a seed needs more than half of its choices (random subsets
+        # would then collide endlessly, and the table is smaller than the output).
+        most = -(-n_groups // self.n_points)
+        self._tabulate = self.per_seed <= _MAX_COMBINATION_TABLE or 2 * most > self.per_seed
+        self._scans = {}  # each seed's scan of unused choices resumes where it stopped
 
     @property
     def pool_idx(self) -> np.ndarray:
@@ -168,9 +167,6 @@ class OversamplingPlan:
 
     def first_draw(self, counts: np.ndarray) -> np.ndarray:
         """Per seed ``counts[s]`` distinct member choices (sequential: the first ones)."""
-        # A seed that needs more than half of its choices would make random
-        # subsets collide endlessly; the table is then smaller than the output.
-        self._tabulate = self._tabulate or 2 * int(counts.max()) > self.per_seed
         if self.sequential:
             prefix = _combinations(self.pool, self.c - 1, limit=int(counts.max()))
             starts = np.cumsum(counts) - counts
@@ -180,18 +176,11 @@ class OversamplingPlan:
         return _distinct_random_subsets(self.rng, counts, self.pool, self.c - 1)
 
     def _choices(self, seed: int):
-        """Member choices to try for a group of ``seed``, lazily: a few uniform
-        draws (unless sequential), then the seed's own scan of every choice, in
-        random (or, when sequential or too many to tabulate, lexicographic)
-        order. The scan resumes where the seed's last repair stopped: a choice
-        found taken stays taken, so repairs cost O(choices) per seed in all."""
-        size = self.c - 1
-        if not self.sequential:
-            for _ in range(_RANDOM_TRIES):
-                if self._tabulate:
-                    yield self.table()[self.rng.integers(self.per_seed)].tolist()
-                else:
-                    yield sorted(self.rng.choice(self.pool, size, replace=False).tolist())
+        """Member choices to try for a group of ``seed``, lazily: the seed's own
+        scan of every choice, in random (or, when sequential or too many to
+        tabulate, lexicographic) order. The scan resumes where the seed's last
+        repair stopped: a choice found taken stays taken, so repairs cost
+        O(choices) per seed in all."""
         scan = self._scans.get(seed)
         if scan is None:
             scan = self._scans[seed] = self._scan()
@@ -205,25 +194,53 @@ class OversamplingPlan:
         else:
             yield from itertools.combinations(range(self.pool), self.c - 1)
 
+    def _repeats(self, seeds: np.ndarray, cols: np.ndarray):
+        """Sorted index sets of the groups, and the rows repeating an earlier row's set."""
+        keys = self.keys(seeds, cols)
+        _, first = _equal_rows(keys, self.n_points)
+        is_dup = np.ones(len(keys), dtype=bool)
+        is_dup[first] = False
+        return keys, first, np.flatnonzero(is_dup)
+
+    def _holds(self, keys: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Rows of ``keys`` that contain any of ``points`` (a lookup table, not a sort)."""
+        wanted = np.zeros(self.n_points, dtype=bool)
+        wanted[points] = True
+        return wanted[keys].any(axis=1)
+
+    def _redraw(self, n: int) -> np.ndarray:
+        """``n`` uniform member choices (sorted column numbers)."""
+        if self._tabulate:
+            return self.table()[self.rng.integers(self.per_seed, size=n)]
+        return np.sort(random_columns(self.rng, n, self.pool, self.c - 1), axis=1)
+
     def repair(self, seeds: np.ndarray, cols: np.ndarray) -> bool:
         """Redraw, in place, every group whose set an earlier row already has.
 
-        Each repaired group keeps its seed and takes the first unused set its
-        seed offers (the search stops there). Returns False, leaving ``cols``
-        partly repaired, as soon as a seed has no unused set left.
+        Unless sequential, all repeating groups are first redrawn together at
+        random, a few rounds; each one still repeating then keeps its seed and
+        takes the first unused set its seed offers. Returns False, leaving
+        ``cols`` partly repaired, as soon as a seed has no unused set left.
         """
-        keys = self.keys(seeds, cols)
-        _, first = _equal_rows(keys, self.n_points)
-        if first.size == len(keys):
+        keys, first, dup = self._repeats(seeds, cols)
+        if not dup.size:
             return True
-        is_dup = np.ones(len(keys), dtype=bool)
-        is_dup[first] = False
-        dup = np.flatnonzero(is_dup)
-        log.debug("redrawing %d groups that repeat another group's set", dup.size)
         # A redrawn set contains its seed, so only kept sets with a redrawn
-        # seed in them can collide with it.
+        # seed in them can collide with it: the rounds compare against those.
         kept = keys[first]
-        seen = set(map(tuple, kept[np.isin(kept, seeds[dup]).any(axis=1)].tolist()))
+        taken = kept[self._holds(kept, seeds[dup])]
+        for _ in range(0 if self.sequential else _REDRAW_ROUNDS):
+            cols[dup] = self._redraw(dup.size)
+            new = self.keys(seeds[dup], cols[dup])
+            row_id, first = _equal_rows(np.concatenate([taken, new]), self.n_points)
+            here = taken.shape[0] + np.arange(dup.size)
+            fresh = first[row_id[here]] == here  # neither taken nor drawn earlier this round
+            taken = np.concatenate([taken, new[fresh]])
+            dup = dup[~fresh]
+            if not dup.size:
+                return True
+        log.debug("scanning the choices of %d groups that repeat another group's set", dup.size)
+        seen = set(map(tuple, taken[self._holds(taken, seeds[dup])].tolist()))
         for g in dup.tolist():
             seed = int(seeds[g])
             pool_row = self.pool_idx[seed].tolist()
@@ -254,8 +271,6 @@ class OversamplingPlan:
     def constrained(self, q: int) -> np.ndarray:
         """Mask of the seeds that are not free when every point is a seed
         at most ``q + 1`` times (see the class docstring)."""
-        if self.per_seed >= (q + 1) * (1 + self.pool):
-            return np.zeros(self.n_points, dtype=bool)
         return self.per_seed < (q + 1) * (1 + self.degree())
 
     def _candidates(self, seeds: np.ndarray):
@@ -265,8 +280,6 @@ class OversamplingPlan:
         The first call enumerates; later calls with a subset of its seeds (as
         when the error path searches lower levels) select from it.
         """
-        if seeds.size == 0:
-            return (np.empty(0, np.intp),) * 3
         if self._cand is None or not np.isin(seeds, self._cand[0]).all():
             table = self.table()
             local = np.repeat(np.arange(seeds.size), len(table))
@@ -293,8 +306,6 @@ class OversamplingPlan:
         assignment, ``(seeds, cols)``, off the flow.
         """
         k = con.size
-        if k == 0 or q > self.per_seed:  # nothing to assign, or more than a seed offers
-            return 0, lambda: (np.empty(0, np.intp), np.empty((0, self.c - 1), np.intp))
         from scipy.sparse import csr_matrix
         from scipy.sparse.csgraph import maximum_flow
 
@@ -355,24 +366,21 @@ class OversamplingPlan:
         want = r - n_extra
         starts = np.cumsum(counts) - counts
         keep = ~con_mask[seeds]
-        add = np.empty(0, dtype=np.intp)
-        if have.size > want:
-            drop = free[self._pick(have, have.size - want, last=True)]
-            keep[starts[drop] + counts[drop] - 1] = False
-        elif have.size < want:
-            lacking = np.setdiff1d(np.arange(free.size), have)
-            add = free[self._pick(lacking, want - have.size, last=False)]
+        # Never too many: only r points were drawn to seed once more, and the
+        # constrained ones take at most the extras the free ones cannot.
+        lacking = np.setdiff1d(np.arange(free.size), have)
+        add = free[self._pick(lacking, want - have.size)]
         # An added group starts as a copy of its seed's first one; repair redraws it.
         all_seeds = np.concatenate([fixed_seeds, seeds[keep], add])
         all_cols = np.concatenate([fixed_cols, cols[keep], cols[starts[add]]])
-        if not self.repair(all_seeds, all_cols):  # first rows (the flow's) are kept
-            raise RuntimeError("internal error: a free seed ran out of groups")
+        repaired = self.repair(all_seeds, all_cols)  # first rows (the flow's) are kept
+        assert repaired, "a free seed always has an unused set (class docstring)"
         order = np.argsort(all_seeds, kind="stable")
         return all_seeds[order], all_cols[order]
 
-    def _pick(self, options: np.ndarray, k: int, *, last: bool) -> np.ndarray:
+    def _pick(self, options: np.ndarray, k: int) -> np.ndarray:
         if self.sequential:
-            return options[-k:] if last else options[:k]
+            return options[:k]
         return self.rng.choice(options, size=k, replace=False)
 
     # -- when the request cannot be met --------------------------------------

@@ -1,8 +1,10 @@
 """SampleThenGroup: draw the seed points first, then find neighbours for them only.
 
-This is the default strategy. Its cost is one neighbour query per *seed*
-(plus building the tree once per coordinate set), instead of a group
-enumeration over every scan point as the legacy code did.
+This is the default strategy. Its cost is one pass over the coordinates
+(binning them, see :mod:`~ptycho_grouping.neighbors`) plus an exact
+neighbour search around each *seed*, instead of a group enumeration over
+every scan point as the legacy code did. A second draw on the same
+:class:`~ptycho_grouping.neighbors.NeighborIndex` reuses the bins.
 """
 from __future__ import annotations
 
@@ -92,7 +94,7 @@ class SampleThenGroup(GroupingStrategy):
                 f"{n_points - 1} other scan points exist, but oversampling needs a pool of at "
                 f"least group_size={c}: the {n_points} points form a single group")
         pool = _effective_k(wanted, n_points, pool_name)
-        plan = OversamplingPlan(index, pool, c, rng, request.sequential)
+        plan = OversamplingPlan(index, pool, c, rng, request.sequential, n)
         if n > n_points * plan.per_seed:
             raise plan.capacity_error(n, pool_name, attempted=False)
         if 2 * n > n_points * plan.per_seed:

@@ -80,7 +80,7 @@ def test_strategies_lists_both_builtins(tmp_path):
 
 def test_tiny_bench_reports_every_strategy(tmp_path):
     out = cli("bench", "--sizes", 1500, "--repeat", 1, "--e2e-N", 8, "--json", "b.json",
-              "-q", cwd=tmp_path)
+              "--io", "--io-points", 2000, "--io-groups", 300, "--io-dir", ".", "-q", cwd=tmp_path)
     report = json.loads((tmp_path / "b.json").read_text())
     modes = {(r["strategy"], r["mode"], r["gridsize"]) for r in report["rows"]}
     for g in (1, 2):
@@ -95,7 +95,11 @@ def test_tiny_bench_reports_every_strategy(tmp_path):
     assert row["speedup_vs_legacy_first"] == pytest.approx(first["time_s"] / row["time_s"])
     assert report["coverage"][0]["cv_default"] >= 0 and report["end_to_end"][0]["N"] == 8
     assert "vs legacy 1st" in out.stdout
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json"]  # no caches left behind
+    io = {r["row"]: r for r in report["io"]["rows"]}
+    assert set(io) == {"warm", "cold", "warm + Y"} and report["io"]["groups"] == 300
+    assert "grouped output vs plain copy: 300 groups of 4 from 2000 patterns" in out.stdout
+    # no caches, stores or copies left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json"]
 
 
 def test_plot_writes_a_non_blank_png(demo):

@@ -223,30 +223,12 @@ def test_checker_reports_every_cycle_not_only_the_first(tmp_path):
 USES = analyse(ROOT, PACKAGES)
 
 # Being fixed in parallel (issue 11); the lead removes these marks after merging.
-KNOWN_CYCLES = {
-    "ptycho": "cycles raw_data -> lazy -> raw_data, raw_data -> cxi -> raw_data, "
-              "raw_data -> _deprecated -> raw_data (each return edge a function-level "
-              "import in lazy.py, cxi.py, _deprecated.py)",
-}
-KNOWN_PRIVATE = {
-    "ptycho": "ptycho.lazy -> ptycho.raw_data._scaled; "
-              "ptycho.grouped_writer -> ptycho.raw_data._channels_last",
-    "ptycho_cli": "ptycho_cli.bench -> ptycho_grouping.neighbors._PARALLEL_QUERY_MIN",
-}
-
-
-def known_failure(table: dict, package: str):
-    if package in table:
-        return pytest.param(package, marks=pytest.mark.xfail(strict=False, reason=table[package]))
-    return package
-
-
-@pytest.mark.parametrize("package", [known_failure(KNOWN_CYCLES, p) for p in PACKAGES])
+@pytest.mark.parametrize("package", PACKAGES)
 def test_imports_inside_each_package_form_a_dag(package):
     assert cycle_edges(USES, package) == set()
 
 
-@pytest.mark.parametrize("package", [known_failure(KNOWN_PRIVATE, p) for p in PACKAGES])
+@pytest.mark.parametrize("package", PACKAGES)
 def test_no_module_uses_another_modules_private_names(package):
     assert private_uses(USES, package) == set()
 

@@ -15,6 +15,7 @@ from ptycho_grouping import GroupingRequest, NeighborIndex
 from ptycho_grouping.sample_then_group import SampleThenGroup
 
 from scan_patterns import FAMILIES, make_coords
+from test_neighbors import brute_neighbors
 
 STG = SampleThenGroup()
 
@@ -167,11 +168,12 @@ def test_neighbors_larger_than_the_point_set_is_clamped_with_warning():
     assert all(len(set(r)) == 4 for r in groups.tolist())
 
 
-def test_tree_is_built_once_per_index_and_reused():
+def test_search_structures_are_built_once_per_index_and_reused():
     xy = make_coords("jittered_raster", 1000)
     index = NeighborIndex(xy)
-    assert not index.tree_built
+    assert not index.built
     STG.group(index, GroupingRequest(n_groups=10, group_size=4, neighbors=7, rng=0))
+    assert index.built
     tree = index.tree
     STG.group(index, GroupingRequest(n_groups=10, group_size=4, neighbors=7, rng=1))
     assert index.tree is tree
@@ -233,7 +235,7 @@ def test_oversampling_uses_the_pool_size():
 
 def distinct_candidate_sets(xy, pool, c):
     """Every set {seed} + (c-1 of its pool nearest neighbours), by brute force."""
-    nbrs = NeighborIndex(xy).neighbors(np.arange(len(xy)), pool)
+    nbrs = brute_neighbors(xy, np.arange(len(xy)), pool)
     return {frozenset((s, *m)) for s, row in enumerate(nbrs.tolist())
             for m in itertools.combinations(row, c - 1)}
 
@@ -280,17 +282,17 @@ def test_oversampling_beyond_distinct_sets_states_the_exact_number():
 
 
 def test_balanced_rule_message_says_how_often_each_point_must_be_a_seed():
-    # A 4 x 4 raster with a pool of 4 offers 54 distinct sets, but the corner
-    # and edge points share most of theirs: not every point can seed 3.
-    xy = make_coords("raster", 16)
-    assert len(distinct_candidate_sets(xy, 4, 4)) == 54
+    # A jittered 4 x 4 raster with a pool of 4 offers 53 distinct sets, but the
+    # corner and edge points share most of theirs: not every point can seed 3.
+    xy = make_coords("jittered_raster", 16, seed=1)
+    assert len(distinct_candidate_sets(xy, 4, 4)) == 53
     for n, use in [(48, "exactly 3 times"), (47, "2 or 3 times")]:
         with pytest.raises(ValueError) as err:
             STG.group(xy, GroupingRequest(n_groups=n, group_size=4, neighbors=4,
                                           enable_oversampling=True, rng=0))
         msg = str(err.value)
         assert f"no choice of distinct groups uses every point as a seed {use}" in msg
-        assert "offer 54 distinct groups in all" in msg
+        assert "offer 53 distinct groups in all" in msg
         assert "at most 46 groups are possible" in msg
         assert " 3 or 3 " not in msg
 
@@ -331,3 +333,52 @@ def test_exact_assignment_serves_near_capacity_requests(caplog):
     with pytest.raises(ValueError, match=rf"n_groups={best + 1} .* at most {best} groups"):
         STG.group(xy, GroupingRequest(n_groups=best + 1, group_size=4, neighbors=4,
                                       enable_oversampling=True, rng=0))
+
+
+def test_a_request_beyond_an_uncountable_bound_states_the_bound():
+    # 300 points x C(30, 3) = 4060 choices: too many candidate sets to count
+    # exactly, so the message gives the per-seed bound and says so.
+    xy = make_coords("uniform", 300)
+    bound = 300 * math.comb(30, 3)
+    with pytest.raises(ValueError) as err:
+        STG.group(xy, GroupingRequest(n_groups=bound + 1, group_size=4, neighbors=4,
+                                      neighbor_pool_size=30, enable_oversampling=True))
+    msg = str(err.value)
+    assert f"n_groups={bound + 1}" in msg
+    assert f"that exceeds {bound} = 300 seeds x C(30, 3) member choices" in msg
+    assert f"offer at most {bound} distinct groups (too many candidates to count" in msg
+    assert msg.endswith("lower n_groups, or raise neighbor_pool_size")
+
+
+@given(grouping_cases(), st.sampled_from([2.0**600, 2.0**-900, 2.0**1000]),
+       st.booleans())
+def test_huge_and_tiny_scans_give_the_groups_of_the_same_scan_at_ordinary_scale(
+        case, scale, oversample):
+    # Squared distances would overflow (or underflow) at these magnitudes; the
+    # engine rescales exactly, so the groups are those of the ordinary scan.
+    xy, n, c, k, seed, sequential = case
+    m = len(xy)
+    if oversample:
+        if c == 1 or m < c + 1:
+            return
+        n = m + n
+    req = GroupingRequest(n_groups=n, group_size=c, neighbors=k, rng=seed,
+                          sequential=sequential, enable_oversampling=oversample)
+    try:
+        expected = group_quietly(xy, req)
+    except ValueError as exc:  # a request these points cannot meet: the same refusal
+        with pytest.raises(ValueError, match=re.escape(str(exc))):
+            group_quietly(xy * scale, req)
+        return
+    assert np.array_equal(group_quietly(xy * scale, req), expected)
+
+
+def test_an_outlier_at_1e300_leaves_the_other_groups_alone():
+    xy = make_coords("jittered_raster", 100, seed=4)
+    far = np.vstack([xy, [[1e300, -1e300]]])
+    for kw in (dict(n_groups=100), dict(n_groups=300, enable_oversampling=True)):
+        groups = STG.group(far, GroupingRequest(group_size=4, neighbors=7, rng=0, **kw))
+        assert groups.shape == (kw["n_groups"], 4)
+        assert all(len(set(row)) == 4 for row in groups.tolist())
+        members = groups[groups[:, 0] != 100, 1:]
+        assert not (members == 100).any()  # everyone's farthest point

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from ..bench import format_report, run_bench, write_json
+from ..bench_io import format_io, run_io_bench
 from ..bench_out_of_core import check_sizes, format_out_of_core, run_out_of_core
 from ..grouping import DEFAULT_GROUPS, DEFAULT_NEIGHBORS
 from ..options import UsageError, check_output_path, int_at_least, positive_int
@@ -43,6 +44,17 @@ def add_arguments(p) -> None:
                    help="size of that pattern store in MiB, at least twice --limit-mib")
     p.add_argument("--limit-mib", type=int_at_least(256, "at least 256"), default=384,
                    help="memory (RLIMIT_DATA) the grouping process may allocate")
+    p.add_argument("--io", action="store_true",
+                   help="also write a grouping's output and a plain copy of the same bytes to "
+                        "the same directory, and compare MB/s and peak memory (writes a few GB "
+                        "under --io-dir)")
+    p.add_argument("--io-points", type=positive_int, default=200_000,
+                   help="scan points (32x32 float32 patterns) of the --io store")
+    p.add_argument("--io-groups", type=positive_int, default=50_000,
+                   help="groups written by the --io rows")
+    p.add_argument("--io-dir", metavar="DIR", default=None,
+                   help="directory (disk) the --io rows write to (default: the system's "
+                        "temporary directory)")
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON")
 
 
@@ -66,9 +78,14 @@ def run(args) -> int:
             report["out_of_core"] = run_out_of_core(
                 store_mib=args.store_mib, limit_mib=args.limit_mib, neighbors=args.neighbors,
                 say=step)
+        if args.io:
+            report["io"] = run_io_bench(points=args.io_points, groups=args.io_groups,
+                                        neighbors=args.neighbors, workdir=args.io_dir, say=step)
     print(format_report(report))
     if args.out_of_core:
         print(format_out_of_core(report["out_of_core"]))
+    if args.io:
+        print(format_io(report["io"]))
     if json_path is not None:
         write_json(report, json_path)
         summary(args, f"wrote {json_path}")
