@@ -1,7 +1,7 @@
 """``ptycho-group bench --out-of-core``: group a pattern store larger than the memory allowed.
 
 A dataset of ``store_mib`` of patterns is written to disk as an uncompressed
-NPZ. Then ``ptycho-group group STORE --mmap`` runs in a child process that
+NPZ. Then ``ptycho-group group STORE`` (which memory-maps it) runs in a child process that
 first limits its own memory with ``resource.setrlimit(RLIMIT_DATA)``: the
 heap, anonymous maps and thread stacks, i.e. everything the process
 allocates, but not the read-only file mapping of the store. The output
@@ -13,8 +13,9 @@ run would show nothing. The output is checked: ``nn_indices`` against
 ``diffraction`` rows against the store's frames, and the same ``X_full``
 rows against those times the normalisation of all groups.
 
-The same command without ``--mmap`` (which loads the patterns) runs under the
-same limit as a control: it must fail, which shows the limit is real.
+The same grouping in memory (``RawData.from_file`` loads the patterns and
+``generate_grouped_data`` holds the whole output) runs under the same limit
+as a control: it must fail, which shows the limit is real.
 Peak RSS (``VmHWM``) is reported too; it includes the clean pages of the
 store mapping that the kernel keeps resident and may drop at any time.
 """
@@ -47,9 +48,15 @@ _CHILD = """
 import json, resource, sys
 limit = int(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+mode, args = sys.argv[2], sys.argv[3:]
 try:
-    from ptycho_cli.main import main
-    rc = main(sys.argv[2:])
+    if mode == "cli":
+        from ptycho_cli.main import main
+        rc = main(args)
+    else:  # "in-memory": the eager path, patterns loaded and the output held
+        from ptycho.raw_data import RawData
+        RawData.from_file(args[0]).generate_grouped_data(int(args[1]), **json.loads(args[2]))
+        rc = 0
 except MemoryError:
     rc = "MemoryError"
 status = {}
@@ -78,15 +85,18 @@ def write_store(path: Path, frames: int, N: int, rng=0) -> None:
         sink.write_whole("probeGuess", np.ones((N, N), np.complex64))
 
 
-def _run_limited(limit_mib: int, argv, cwd: Path) -> dict:
+def _run_limited(limit_mib: int, argv, cwd: Path, mode: str = "cli") -> dict:
     """Run ``ptycho-group argv`` in a child limited to ``limit_mib``: its status, memory and times.
+
+    With ``mode="in-memory"``, ``argv`` is ``[store, N, grouping as JSON]``
+    and the child runs ``generate_grouped_data`` on the loaded store instead.
 
     ``process_s`` is the child's whole wall time (interpreter start-up
     included); ``group_s`` the time the ``group`` command itself reports for
     grouping, gathering and writing (None when it printed none).
     """
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", _CHILD, str(limit_mib << 20), *argv],
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(limit_mib << 20), mode, *argv],
                           cwd=cwd, capture_output=True, text=True)
     process_s = time.perf_counter() - start
     try:
@@ -145,15 +155,16 @@ def run_out_of_core(store_mib: int = 2048, limit_mib: int = 384, N: int = 64,
         argv = ["group", str(store), "-o", str(tmp / "out.npz"), "--gridsize", str(gridsize),
                 "--groups", str(groups), "--neighbors", str(neighbors), "--seed", "0",
                 "--chunk-groups", str(chunk_groups)]
-        say(f"out-of-core: grouping it with --mmap under a {limit_mib} MiB data limit")
-        run = _run_limited(limit_mib, argv + ["--mmap"], tmp)
+        say(f"out-of-core: grouping it under a {limit_mib} MiB data limit")
+        run = _run_limited(limit_mib, argv, tmp)
         output_mib = (tmp / "out.npz").stat().st_size / 2**20 if run["rc"] == 0 else 0.0
         checks = {}
         if run["rc"] == 0:
             say("out-of-core: checking the output against the store")
             checks = _check_output(store, tmp / "out.npz", N, chunk_groups, grouping)
-        say("out-of-core: control run without --mmap under the same limit")
-        control = _run_limited(limit_mib, argv + ["-o", str(tmp / "control.npz")], tmp)
+        say("out-of-core: control run in memory under the same limit")
+        control = _run_limited(limit_mib, [str(store), str(N), json.dumps(grouping)], tmp,
+                               mode="in-memory")
     return dict(store_mib=frames * frame_bytes / 2**20, limit_mib=limit_mib, frames=frames,
                 N=N, gridsize=gridsize, groups=groups, chunk_groups=chunk_groups,
                 ok=run["rc"] == 0, error=run["stderr"], group_time_s=run["group_s"],
@@ -202,14 +213,14 @@ def format_out_of_core(r: dict) -> str:
     failed = ", ".join(key for key, passed in r["output_checks"].items() if not passed)
     return "\n".join([
         head,
-        f"  --mmap: grouping {group_time} (process {r['process_time_s']:.1f} s with start-up), "
+        f"  group: grouping {group_time} (process {r['process_time_s']:.1f} s with start-up), "
         f"wrote {r['output_mib']:.0f} MiB ({r['chunk_groups']} groups per chunk)",
         "  output " + ("matches the store (nn_indices, diffraction, X_full scale)"
                        if r["output_checked"] else f"DOES NOT match the store: {failed}"),
         f"  peak RSS {r['peak_rss_mib']:.0f} MiB = {r['peak_rss_mib'] / r['store_mib']:.2f}x "
         f"the store (at exit: {r['end_rss_anon_mib']:.0f} MiB allocated, "
         f"{r['end_rss_file_mib']:.0f} MiB mapped file pages)",
-        "  control without --mmap under the same limit: "
+        "  control, the same grouping in memory under the same limit: "
         + ("failed, as it must (" + " ".join(r["control_error"]) + ")"
            if r["control_failed"] else "SUCCEEDED: the limit did not bind"),
     ])

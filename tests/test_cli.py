@@ -341,6 +341,19 @@ def test_out_of_core_refuses_a_store_smaller_than_twice_the_limit(tmp_path, stor
                                    f"and --limit-mib={limit}")
 
 
+def test_the_in_memory_control_fails_where_the_command_streams(tmp_path):
+    from ptycho_cli.bench_out_of_core import _run_limited, write_store
+
+    write_store(tmp_path / "store.npz", 6400, 128)  # 400 MiB of patterns
+    grouping = json.dumps(dict(K=7, nsamples=1600, seed=0, gridsize=2))
+    control = _run_limited(300, [str(tmp_path / "store.npz"), "128", grouping], tmp_path,
+                           mode="in-memory")
+    assert control["rc"] == "MemoryError"
+    streamed = _run_limited(300, ["group", "store.npz", "-o", "out.npz", "--groups", "1600",
+                                  "--chunk-groups", "64"], tmp_path)
+    assert streamed["rc"] == 0 and (tmp_path / "out.npz").stat().st_size > 800 << 20
+
+
 def test_the_memory_limit_binds(tmp_path):
     from ptycho_cli.bench_out_of_core import _run_limited
 
