@@ -8,9 +8,10 @@
 (64, 4)
 """
 from .hookspecs import hookimpl
-from .neighbors import NeighborIndex, validate_coords
+from .neighbors import NeighborIndex
 from .registry import get_strategy, list_strategies
 from .strategy import GroupingRequest, GroupingStrategy
+from .validation import check_coords as validate_coords
 
 __all__ = [
     "GroupingRequest",

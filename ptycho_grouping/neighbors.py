@@ -37,7 +37,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from scipy.spatial import cKDTree
 
-__all__ = ["NeighborIndex", "as_neighbor_index", "validate_coords"]
+from .validation import check_coords
+
+__all__ = ["NeighborIndex", "as_neighbor_index"]
 
 log = logging.getLogger(__name__)
 
@@ -62,33 +64,6 @@ _WORKERS = os.cpu_count() or 1
 # squares of differences then neither overflow nor lose normal precision.
 _SAFE_EXPONENTS = (-400, 500)
 _TARGET_EXPONENT = 509
-
-
-def validate_coords(coords, name: str = "coords") -> np.ndarray:
-    """Return ``coords`` as a C-contiguous float64 ``(M, 2)`` array.
-
-    Raises ``TypeError`` for non-numeric input and ``ValueError`` for a wrong
-    shape (including ragged nested lists), no points, or non-finite values
-    (naming the first bad row).
-    """
-    try:
-        arr = np.asarray(coords)
-    except ValueError as exc:  # ragged nested sequences: NumPy's message names no parameter
-        raise ValueError(f"{name} must have shape (M, 2), but its rows differ in length or "
-                         f"nesting and do not form an array: {exc}") from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
-                                   and not np.issubdtype(arr.dtype, np.complexfloating)):
-        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise ValueError(f"{name} must have shape (M, 2), got {arr.shape}")
-    if arr.shape[0] == 0:
-        raise ValueError(f"{name} must contain at least one point, got shape {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
-    if not np.isfinite(arr).all():  # fast path; the row search only on failure
-        bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
-        raise ValueError(f"{name} must be finite: {bad.size} non-finite point(s), "
-                         f"first at index {bad[0]}: {tuple(arr[bad[0]])}")
-    return arr
 
 
 def distance_exponent(lo, hi) -> int:
@@ -354,7 +329,7 @@ class NeighborIndex:
     """
 
     def __init__(self, coords, *, copy: bool = True):
-        arr = validate_coords(coords)
+        arr = check_coords(coords)
         if copy:
             # Always: an array-like can hand out its own buffer, which the
             # identity checks would miss (and then be made read-only here).

@@ -17,6 +17,7 @@ from ._warnings import warn
 from .hookspecs import hookimpl
 from .neighbors import NeighborIndex
 from .strategy import GroupingRequest, GroupingStrategy
+from .validation import check_oversampling_request
 
 __all__ = ["SampleThenGroup"]
 
@@ -45,6 +46,11 @@ class SampleThenGroup(GroupingStrategy):
 
     name = "sample_then_group"
     summary = "sample seed points first, then group their nearest neighbours (default)"
+
+    def check_request(self, request: GroupingRequest, n_points: int) -> None:
+        super().check_request(request, n_points)
+        if request.group_size > 1 and request.n_groups > n_points:
+            check_oversampling_request(request, n_points)
 
     def _group(self, index: NeighborIndex, request: GroupingRequest) -> np.ndarray:
         n_points = index.n_points
@@ -79,20 +85,8 @@ class SampleThenGroup(GroupingStrategy):
     def _oversample(self, index: NeighborIndex, request: GroupingRequest, rng) -> np.ndarray:
         n_points = index.n_points
         n, c = request.n_groups, request.group_size
-        if not request.enable_oversampling:
-            raise ValueError(
-                f"n_groups={n} is larger than the number of scan points ({n_points}); "
-                "set enable_oversampling=True to draw several groups per seed point")
         pool_name = "neighbor_pool_size" if request.neighbor_pool_size else "neighbors"
         wanted = request.neighbor_pool_size or request.neighbors
-        if wanted < c:
-            raise ValueError(f"{pool_name}={wanted} must be at least group_size={c} "
-                             "when oversampling")
-        if n_points - 1 < c:  # then n_points == c: the points form one group only
-            raise ValueError(
-                f"{pool_name}={wanted} was clamped to {n_points - 1} because only "
-                f"{n_points - 1} other scan points exist, but oversampling needs a pool of at "
-                f"least group_size={c}: the {n_points} points form a single group")
         pool = _effective_k(wanted, n_points, pool_name)
         plan = OversamplingPlan(index, pool, c, rng, request.sequential, n)
         if n > n_points * plan.per_seed:

@@ -27,8 +27,10 @@ import numpy as np
 
 __all__ = [
     "check_bool",
+    "check_coords",
     "check_groups",
     "check_legacy_request",
+    "check_oversampling_request",
     "check_path",
     "check_positive_int",
     "check_request_fits",
@@ -191,6 +193,58 @@ def check_request_fits(n_points: int, group_size: int, neighbors: int, min_neigh
     if group_size > 1 and neighbors < min_neighbors:
         raise ValueError(f"neighbors (K={neighbors}) must be at least {min_neighbors} for "
                          f"group_size (C={group_size}) with strategy {strategy!r}")
+
+
+def check_coords(coords, name: str = "coords") -> np.ndarray:
+    """Return ``coords`` as a C-contiguous float64 ``(M, 2)`` array.
+
+    Raises ``TypeError`` for non-numeric input and ``ValueError`` for a wrong
+    shape (including ragged nested lists), no points, or non-finite values
+    (naming the first bad row).
+    """
+    try:
+        arr = np.asarray(coords)
+    except ValueError as exc:  # ragged nested sequences: NumPy's message names no parameter
+        raise ValueError(f"{name} must have shape (M, 2), but its rows differ in length or "
+                         f"nesting and do not form an array: {exc}") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
+                                   and not np.issubdtype(arr.dtype, np.complexfloating)):
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(f"{name} must have shape (M, 2), got {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} must contain at least one point, got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if not np.isfinite(arr).all():  # fast path; the row search only on failure
+        bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
+        raise ValueError(f"{name} must be finite: {bad.size} non-finite point(s), "
+                         f"first at index {bad[0]}: {tuple(arr[bad[0]])}")
+    return arr
+
+
+def check_oversampling_request(request, n_points: int) -> None:
+    """The rules of a request for more groups than scan points (``group_size > 1``).
+
+    ``request`` is a :class:`~ptycho_grouping.strategy.GroupingRequest` (its
+    fields already checked): oversampling must be asked for, and the pool
+    members are drawn from (``neighbor_pool_size``, default ``neighbors``),
+    once clamped to the other scan points, must hold a group's other members.
+    """
+    n, c = request.n_groups, request.group_size
+    if not request.enable_oversampling:
+        raise ValueError(
+            f"n_groups={n} is larger than the number of scan points ({n_points}); "
+            "set enable_oversampling=True to draw several groups per seed point")
+    pool_name = "neighbor_pool_size" if request.neighbor_pool_size else "neighbors"
+    wanted = request.neighbor_pool_size or request.neighbors
+    if wanted < c:
+        raise ValueError(f"{pool_name}={wanted} must be at least group_size={c} "
+                         "when oversampling")
+    if n_points - 1 < c:  # then n_points == c: the points form one group only
+        raise ValueError(
+            f"{pool_name}={wanted} was clamped to {n_points - 1} because only "
+            f"{n_points - 1} other scan points exist, but oversampling needs a pool of at "
+            f"least group_size={c}: the {n_points} points form a single group")
 
 
 def check_legacy_request(request, n_points: int) -> None:

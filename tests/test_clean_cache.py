@@ -564,11 +564,26 @@ def test_shown_names():
     assert show("bell\x07") == "bell\\x07"
 
 
-def test_racing_renames_never_get_a_non_cache_deleted(tmp_path):
-    """A thread swaps a user file in and out under the cache's name while the cleaner runs."""
+def test_racing_renames_never_get_a_non_cache_deleted(tmp_path, monkeypatch):
+    """A thread swaps a user file in and out under the cache's name while the cleaner runs.
+
+    The cleaner must never unlink the user's file, whatever it finds under
+    the cache's name. (The racer's own renames overwrite files: when the
+    cleaner holds the user's file aside for a moment, one of the racer's
+    renames can fail and its next one overwrite the file it put back. That
+    is the racer's rename, not a removal, so the test watches what the
+    cleaner unlinks rather than counting surviving copies.)
+    """
     import threading
     precious = b"the only copy of someone's notes"
     real = cache_bytes()
+    real_unlink, unlinked = os.unlink, []
+
+    def unlink(path, *a, **kw):  # record the identity of every last name the cleaner removes
+        st = os.lstat(path, dir_fd=kw.get("dir_fd"))
+        unlinked.append((st.st_dev, st.st_ino, st.st_nlink))
+        return real_unlink(path, *a, **kw)
+
     switch = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
@@ -579,6 +594,7 @@ def test_racing_renames_never_get_a_non_cache_deleted(tmp_path):
                                    d / "parked")
             name.write_bytes(real)
             decoy.write_bytes(precious)
+            user_file = os.stat(decoy)
             findings = [f for f in clean_cache.find_cache_files([d]) if f.removable]
             stop = threading.Event()
 
@@ -592,14 +608,19 @@ def test_racing_renames_never_get_a_non_cache_deleted(tmp_path):
                             pass
 
             racer = threading.Thread(target=swap)
+            unlinked.clear()
             racer.start()
+            monkeypatch.setattr(os, "unlink", unlink)
             try:
-                clean_cache.remove_cache_files(findings)
+                result = clean_cache.remove_cache_files(findings)
             finally:
+                monkeypatch.undo()
                 stop.set()
                 racer.join()
-            contents = [p.read_bytes() for p in d.iterdir()]
-            assert contents.count(precious) == 1, (trial, sorted(os.listdir(d)))
+            assert (user_file.st_dev, user_file.st_ino) not in {u[:2] for u in unlinked}, trial
+            # What the cleaner removed, it removed as the cache it had found.
+            assert all(u[:2] == findings[0].ident for u in unlinked), trial
+            assert len(result.removed) + len(result.failed) == 1
     finally:
         sys.setswitchinterval(switch)
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from ptycho_grouping import GroupingRequest, GroupingStrategy, NeighborIndex, get_strategy, validation
-from ptycho_grouping.neighbors import validate_coords
+from ptycho_grouping.validation import check_coords
 
 XY = np.random.default_rng(0).uniform(0, 10, (50, 2))
 
@@ -65,7 +65,7 @@ def test_flags_must_be_bool(field):
 ])
 def test_bad_coordinates(bad, exc, message):
     with pytest.raises(exc, match=message):
-        validate_coords(bad)
+        check_coords(bad)
     with pytest.raises(exc, match=message):
         get_strategy().group(bad, GroupingRequest(n_groups=1))
 
@@ -273,7 +273,7 @@ def test_every_check_runs_once_per_call(monkeypatch, tmp_path, strategy_name):
     assert sorted(args[1] for args in scalars) == [
         "group_size", "n_groups", "neighbor_pool_size", "neighbors", "rng"]
     scalars.clear()
-    coords = count_calls(monkeypatch, neighbors, "validate_coords")
+    coords = count_calls(monkeypatch, neighbors, "check_coords")
     fits = count_calls(monkeypatch, strategy, "check_request_fits")
     outputs = count_calls(monkeypatch, strategy, "check_groups")
     legacy_rules = count_calls(monkeypatch, legacy, "check_legacy_request")
