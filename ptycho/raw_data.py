@@ -8,14 +8,15 @@ PtychoPINN consumers read. The module keeps PtychoPINN's module-level names
 :func:`get_image_patches`, :data:`local_offset_sign`,
 :data:`key_coords_offsets`, :data:`key_coords_relative`) and, for one
 transition period, the deprecated grouping functions.
+
+What an assigned array must be is in :mod:`ptycho.dataset_checks`, the
+``_metadata`` member's encoding in :mod:`ptycho.file_metadata`, and the
+rewording of engine errors in :mod:`ptycho.caller_terms`.
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
-import re
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -37,11 +38,15 @@ from ._deprecated import (  # noqa: F401 - the deprecated names stay importable 
     sample_rows,
     warn_deprecated,
 )
+from .caller_terms import reraise_in_callers_terms
 from .cxi import read_cxi
+from .dataset_checks import (CheckedAttribute, check_coordinates, check_image, check_patches,
+                             check_path, check_patterns, check_scan_index, usable_patches)
+from .file_metadata import (METADATA_KEY, metadata_from_member, metadata_member,
+                            metadata_mismatches)
 from .grouped_arrays import (channels_last, member_coords, normalisation_scale, patch_shifts,
                              pattern_energies, scaled, value_range)
 from .patches import extract_patches
-from .pattern_store import check_store
 
 __all__ = ["RawData", "REQUIRED_KEYS", "OPTIONAL_KEYS", "METADATA_KEY", "normalize_data",
            "get_relative_coords", "get_image_patches", "local_offset_sign",
@@ -70,235 +75,6 @@ OPTIONAL_KEYS = {
     "objectGuess": "None",
     "Y": "None",
 }
-#: NPZ member holding the dataset's metadata as JSON text (PtychoPINN's ``MetadataManager``).
-METADATA_KEY = "_metadata"
-
-
-# -- checks run when an attribute is assigned -----------------------------------
-
-def _check_dtype(name: str, dtype, real: bool = False) -> None:
-    """Refuse a dtype other than integer, float and (unless ``real``) complex.
-
-    Booleans, strings and objects are refused: they would fail later, far
-    from the cause, or silently give nonsense.
-    """
-    dtype = np.dtype(dtype)
-    kinds = (np.integer, np.floating) if real else (np.integer, np.floating, np.complexfloating)
-    if not any(np.issubdtype(dtype, kind) for kind in kinds):
-        what = "real numbers (integer or float)" if real else "numbers"
-        raise TypeError(f"{name} must hold {what}, got dtype {dtype}")
-
-
-def _coordinates(name: str, value, owner) -> np.ndarray:
-    """A private, read-only copy of a 1-D array of finite real numbers.
-
-    Read-only so that an in-place edit (``raw.xcoords[0] = ...``) raises
-    instead of silently leaving the cached neighbour index stale; assigning
-    a new array is the way to change positions. The caller's array is not
-    touched.
-    """
-    arr = np.array(value, copy=True)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise TypeError(f"{name} must be real numbers, got dtype {arr.dtype}")
-    if not np.isfinite(arr).all():
-        bad = np.flatnonzero(~np.isfinite(arr))
-        raise ValueError(f"{name} must be finite: {bad.size} non-finite value(s), "
-                         f"first at index {bad[0]}: {arr[bad[0]]}")
-    arr.flags.writeable = False
-    return arr
-
-
-def _patterns(name: str, value, owner):
-    """A pattern stack ``(M, N, N)`` of real numbers, or None; checked from shape and dtype only."""
-    if value is None:
-        return None
-    store = check_store(name, value)
-    _check_dtype(name, store.dtype, real=True)  # from the dtype: lazy stores stay unread
-    if store.shape[1] != store.shape[2]:
-        raise ValueError(f"{name} patterns must be square, got {store.shape[1]}x{store.shape[2]}")
-    return store
-
-
-def _patches(name: str, value, owner):
-    """Ground-truth patches ``(M, N, N)`` of numbers (complex allowed), or None."""
-    if value is None:
-        return None
-    store = check_store(name, value)
-    _check_dtype(name, store.dtype)
-    return store
-
-
-def _image(name: str, value, owner) -> Optional[np.ndarray]:
-    """A 2-D real or complex array, or None."""
-    if value is None:
-        return None
-    arr = np.asarray(value)
-    _check_dtype(name, arr.dtype)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D, got shape {arr.shape}")
-    return arr
-
-
-def _scan_index(name: str, value, owner) -> np.ndarray:
-    """A 1-D array; None gives ``zeros(M, int64)``, as PtychoPINN's ``from_file`` does."""
-    if value is None:
-        return np.zeros(len(owner.xcoords), dtype=np.int64)
-    arr = np.asarray(value)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
-    return arr
-
-
-class _Checked:
-    """An attribute checked by ``check(name, value, owner)`` each time it is assigned.
-
-    ``positions=True`` marks the scan positions: assigning one drops the
-    cached neighbour indexes.
-    """
-
-    def __init__(self, check, *, positions: bool = False):
-        self.check, self.positions = check, positions
-
-    def __set_name__(self, owner, name):
-        self.name, self.slot = name, "_" + name
-
-    def __get__(self, obj, objtype=None):
-        if obj is None:
-            return self
-        return obj.__dict__[self.slot]
-
-    def __set__(self, obj, value):
-        obj.__dict__[self.slot] = self.check(self.name, value, obj)
-        if self.positions:
-            obj.__dict__["_indexes"] = {}
-
-
-def _usable_patches(path, Y, m_shape, diff3d):
-    """A file's ``Y`` as ``(M, N, N)``, or None with a warning when it does not fit.
-
-    PtychoPINN's ``from_file`` never reads ``Y``, so a file whose ``Y`` does
-    not match its patterns (a singleton ``(1, N, N, 1)`` placeholder, say)
-    loads there; here it loads too, without ``Y``. A trailing channel axis of
-    1 is dropped (a view: memory-mapped stores stay unread).
-    """
-    if Y is None:
-        return None
-    if Y.ndim == 4 and Y.shape[-1] == 1:
-        Y = Y[..., 0]
-    expected = tuple(m_shape) + tuple(np.shape(diff3d)[1:])
-    if tuple(Y.shape) != expected:
-        warnings.warn(f"{path}: Y has shape {tuple(Y.shape)}, not {expected} like the "
-                      "patterns; Y ignored (PtychoPINN's from_file does not read it either)",
-                      UserWarning, stacklevel=3)
-        return None
-    return Y
-
-
-def _as_path(name: str, value) -> Path:
-    if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a path (str or os.PathLike), got {value!r} "
-                        f"of type {type(value).__name__}")
-    return Path(value)
-
-
-# -- metadata -------------------------------------------------------------------
-
-def _metadata_from_member(path, member) -> Optional[dict]:
-    """The JSON object in a ``_metadata`` member, or None with a warning naming the file."""
-    if member is None:
-        return None
-    arr = np.asarray(member)
-    text = arr.item() if arr.ndim == 0 and arr.dtype.kind in "US" else None
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", errors="replace")
-    try:
-        metadata = json.loads(text) if text is not None else None
-    except json.JSONDecodeError as exc:
-        warnings.warn(f"{path}: {METADATA_KEY} is not valid JSON ({exc}); metadata ignored",
-                      UserWarning, stacklevel=3)
-        return None
-    if not isinstance(metadata, dict):
-        warnings.warn(f"{path}: {METADATA_KEY} does not hold a JSON object (got "
-                      f"{type(metadata).__name__}, dtype {arr.dtype}, shape {arr.shape}); "
-                      "metadata ignored", UserWarning, stacklevel=3)
-        return None
-    return metadata
-
-
-def _json_default(value):
-    """NumPy scalars and arrays as JSON numbers and lists (as PtychoPINN's encoder does)."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise TypeError(f"metadata holds {value!r} of type {type(value).__name__}, "
-                    "which cannot be written as JSON")
-
-
-def metadata_mismatches(metadata: Optional[dict], config) -> list:
-    """Messages for the physics parameters a file's metadata and ``config`` disagree on.
-
-    Compares ``physics_parameters`` ``nphotons``, ``N`` and ``gridsize`` of
-    the metadata with ``config.nphotons``, ``config.model.N`` and
-    ``config.model.gridsize`` (a config lacking one is not compared on it).
-    """
-    physics = (metadata or {}).get("physics_parameters") or {}
-    model = getattr(config, "model", None)
-    current = {"nphotons": getattr(config, "nphotons", None),
-               "N": getattr(model, "N", None), "gridsize": getattr(model, "gridsize", None)}
-    out = []
-    for key, now in current.items():
-        stored = physics.get(key)
-        if stored is None or now is None:
-            continue
-        same = (math.isclose(stored, now, rel_tol=0, abs_tol=1e-9) if key == "nphotons"
-                else stored == now)
-        if not same:
-            out.append(f"{key} mismatch: dataset={stored}, config={now}")
-    return out
-
-
-# -- errors in the caller's words ------------------------------------------------
-
-def _callers_terms(message: str, gridsize: int) -> str:
-    """An engine message with the engine's parameter names replaced by the caller's.
-
-    The engine says ``n_groups``, ``group_size``, ``neighbors`` and ``rng``;
-    ``generate_grouped_data`` and ``group_indices`` take ``nsamples``,
-    ``gridsize``, ``K`` and ``seed``.
-    """
-    c = gridsize * gridsize
-    rules = (
-        (r"\bneighbors \(K=(\d+)\)", r"K=\1"),
-        (r"\bgroup_size \(C=\d+\)", f"gridsize={gridsize} (C={c})"),
-        (r"\bgroup_size=\d+", f"gridsize={gridsize} (C={c})"),
-        (r"\bgroup_size\b", "gridsize**2"),
-        (r"\bn_groups\b", "nsamples"),
-        (r"\bneighbors(?==)", "K"),
-        (r"\braise neighbors\b", "raise K (or set neighbor_pool_size)"),
-        (r"\brng(?==)", "seed"),
-        (r"\bsequential(?==)", "sequential_sampling"),
-    )
-    for pattern, replacement in rules:
-        message = re.sub(pattern, replacement, message)
-    return message
-
-
-def _reraise_in_callers_terms(exc: Exception, gridsize: int):
-    """``exc`` again, its message in the caller's parameter names."""
-    message = str(exc)
-    translated = _callers_terms(message, gridsize)
-    if translated == message:
-        raise exc
-    try:
-        new = type(exc)(translated)
-    except Exception:  # an exception class that takes other arguments: keep it as it is
-        raise exc from None
-    raise new from exc
 
 
 # -- PtychoPINN's module-level functions --------------------------------------------
@@ -451,15 +227,16 @@ class RawData:
     O(M).
     """
 
-    xcoords = _Checked(_coordinates, positions=True)
-    ycoords = _Checked(_coordinates, positions=True)
-    xcoords_start = _Checked(_coordinates)
-    ycoords_start = _Checked(_coordinates)
-    diff3d = _Checked(_patterns)
-    probeGuess = _Checked(_image)
-    scan_index = _Checked(_scan_index)
-    objectGuess = _Checked(_image)
-    Y = _Checked(_patches)
+    # Assigning a position empties _indexes, the cached neighbour indexes.
+    xcoords = CheckedAttribute(check_coordinates, clears="_indexes")
+    ycoords = CheckedAttribute(check_coordinates, clears="_indexes")
+    xcoords_start = CheckedAttribute(check_coordinates)
+    ycoords_start = CheckedAttribute(check_coordinates)
+    diff3d = CheckedAttribute(check_patterns)
+    probeGuess = CheckedAttribute(check_image)
+    scan_index = CheckedAttribute(check_scan_index)
+    objectGuess = CheckedAttribute(check_image)
+    Y = CheckedAttribute(check_patches)
 
     def __init__(self, xcoords, ycoords, xcoords_start, ycoords_start, diff3d,
                  probeGuess, scan_index, objectGuess=None, Y=None, norm_Y_I=None,
@@ -537,7 +314,7 @@ class RawData:
         path = train_data_file_path
         data = load_npz(path, mmap_keys=("diff3d", "diffraction", "Y") if mmap else (),
                         optional_keys=tuple(OPTIONAL_KEYS), text_keys=(METADATA_KEY,))
-        metadata = _metadata_from_member(path, data.pop(METADATA_KEY, None))
+        metadata = metadata_from_member(path, data.pop(METADATA_KEY, None))
         if "diff3d" not in data and "diffraction" in data:
             data["diff3d"] = data.pop("diffraction")
         missing = [k for k in REQUIRED_KEYS if k not in data]
@@ -548,7 +325,7 @@ class RawData:
             for message in metadata_mismatches(metadata, current_config):
                 log.warning("Parameter mismatch in %s: %s", path, message)
         x, y = data["xcoords"], data["ycoords"]
-        Y = _usable_patches(path, data.get("Y"), np.shape(x)[:1], data["diff3d"])
+        Y = usable_patches(path, data.get("Y"), np.shape(x)[:1], data["diff3d"])
         return RawData(x, y, data.get("xcoords_start", x), data.get("ycoords_start", y),
                        data["diff3d"], data.get("probeGuess"), data.get("scan_index"),
                        data.get("objectGuess"), Y, metadata=metadata)
@@ -595,7 +372,7 @@ class RawData:
             if isinstance(value, (list, tuple)):
                 raise TypeError(f"{name} must be one path, got the sequence {value!r}; "
                                 "RawData.concatenate_files(paths) joins several files")
-            paths.append(_as_path(name, value))
+            paths.append(check_path(name, value))
         return RawData.from_file(paths[0]), RawData.from_file(paths[1])
 
     @staticmethod
@@ -615,7 +392,7 @@ class RawData:
         if isinstance(paths, (str, bytes, os.PathLike)):
             raise TypeError(f"paths must be a sequence of paths, got the single path {paths!r}; "
                             "use RawData.from_file for one file")
-        paths = [_as_path(f"paths[{i}]", p) for i, p in enumerate(paths)]
+        paths = [check_path(f"paths[{i}]", p) for i, p in enumerate(paths)]
         if not paths:
             raise ValueError("paths must name at least one file, got none")
         parts = [RawData.from_file(p) for p in paths]
@@ -661,7 +438,7 @@ class RawData:
             "objectGuess": self.objectGuess, "Y": self.Y,
         }
         if self.metadata is not None:
-            arrays[METADATA_KEY] = np.array(json.dumps(self.metadata, default=_json_default))
+            arrays[METADATA_KEY] = metadata_member(self.metadata)
         return atomic_savez(path, {k: v for k, v in arrays.items() if v is not None})
 
     def __len__(self) -> int:
@@ -886,7 +663,7 @@ class RawData:
         try:
             nn_indices = strategy.group(index, request)
         except (ValueError, TypeError) as exc:
-            _reraise_in_callers_terms(exc, gridsize)
+            reraise_in_callers_terms(exc, gridsize)
         if points is not None:
             nn_indices = points[nn_indices]
         log.info("%s: %d groups of %d from %d positions", strategy.name, len(nn_indices),
