@@ -251,3 +251,16 @@ def test_packages_depend_on_each_other_one_way():
             graph.setdefault(top(imp.source), set()).add(top(imp.target))
     order = list(graphlib.TopologicalSorter(graph).static_order())
     assert order.index("ptycho_grouping") < order.index("ptycho") < order.index("ptycho_cli")
+
+
+def test_every_package_directory_ships_in_the_wheel():
+    """pyproject lists packages explicitly: a new subpackage must be added there too."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())
+                 ["tool"]["setuptools"]["packages"])
+    found = {".".join(init.parent.relative_to(root).parts)
+             for top in ("ptycho", "ptycho_grouping", "ptycho_cli", "migration")
+             for init in (root / top).rglob("__init__.py")}
+    assert "ptycho.config" in found and found == listed
