@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from ptycho_grouping.atomic_write import atomic_hdf5, atomic_write
-from ptycho_grouping.strategy import check_positive_int
+from ptycho_grouping.validation import check_positive_int
 
 from .grouped_arrays import (X_FULL_DTYPE, frame_energies, frames_value_range, member_coords,
                              normalisation_scale, patch_shifts, scaled_into)

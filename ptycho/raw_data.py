@@ -26,7 +26,7 @@ import numpy as np
 from ptycho_grouping import GroupingRequest, NeighborIndex, get_strategy
 from ptycho_grouping.npz_io import atomic_savez, load_npz
 from ptycho_grouping.registry import DEFAULT_STRATEGY
-from ptycho_grouping.strategy import check_bool, check_positive_int, check_rng
+from ptycho_grouping.validation import check_bool, check_positive_int, check_rng
 
 from . import dask_arrays, params
 from ._deprecated import (  # noqa: F401 - the deprecated names stay importable from here

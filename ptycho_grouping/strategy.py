@@ -24,18 +24,10 @@ from typing import ClassVar, Optional, Union
 import numpy as np
 
 from .neighbors import NeighborIndex, as_neighbor_index
-# check_bool, check_positive_int and check_rng have been imported from here
-# by the data layer; they live in .validation and stay importable from here.
 from .validation import (check_bool, check_groups, check_path, check_positive_int,
                          check_request_fits, check_rng)
 
-__all__ = [
-    "GroupingRequest",
-    "GroupingStrategy",
-    "check_bool",
-    "check_positive_int",
-    "check_rng",
-]
+__all__ = ["GroupingRequest", "GroupingStrategy"]
 
 RNGLike = Union[None, int, np.integer, np.random.Generator, np.random.SeedSequence]
 

@@ -249,7 +249,7 @@ def test_negative_indices_are_refused_even_without_the_point_count(tmp_path):
     assert lc.read_cache(path, "abc", 2, 4) is None and not path.exists()
 
 
-def legacy_groups_over_a_bad_cache(tmp_path, bad_groups):
+def legacy_groups_over_a_bad_cache(tmp_path, caplog, bad_groups):
     import warnings
     from ptycho_grouping import GroupingRequest, get_strategy
     rng = np.random.default_rng(3)
@@ -263,19 +263,21 @@ def legacy_groups_over_a_bad_cache(tmp_path, bad_groups):
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)  # "only 2 groups exist", from a bad cache
         np.random.seed(0)
-        groups = get_strategy("legacy_group_then_sample").group(coords, request)
+        with caplog.at_level("WARNING", logger="ptycho_grouping"):
+            groups = get_strategy("legacy_group_then_sample").group(coords, request)
+    assert f"removing group cache {path}" in caplog.text and "indices" in caplog.text
     assert groups.min() >= 0 and groups.max() < 40
     with np.load(path, allow_pickle=False) as npz:  # replaced by a good cache
         cached = npz["all_groups"]
     assert cached.min() >= 0 and cached.max() < 40 and len(cached) > 2
 
 
-def test_the_legacy_strategy_recomputes_over_a_negative_index_cache(tmp_path):
-    legacy_groups_over_a_bad_cache(tmp_path, [[-3, 0, 1, 2], [0, 1, 2, 3]])
+def test_the_legacy_strategy_recomputes_over_a_negative_index_cache(tmp_path, caplog):
+    legacy_groups_over_a_bad_cache(tmp_path, caplog, [[-3, 0, 1, 2], [0, 1, 2, 3]])
 
 
-def test_the_legacy_strategy_recomputes_over_a_too_large_index_cache(tmp_path):
-    legacy_groups_over_a_bad_cache(tmp_path, [[0, 1, 2, 3], [0, 1, 2, 400]])
+def test_the_legacy_strategy_recomputes_over_a_too_large_index_cache(tmp_path, caplog):
+    legacy_groups_over_a_bad_cache(tmp_path, caplog, [[0, 1, 2, 3], [0, 1, 2, 400]])
 
 
 # -- recognition: a zip starting at byte 0, whole names ----------------------------
