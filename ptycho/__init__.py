@@ -1,6 +1,9 @@
-"""Drop-in data layer for PtychoPINN-style scripts.
+"""PtychoPINN's ``ptycho`` names for scripts run without PtychoPINN.
 
-``ptycho.raw_data.RawData.generate_grouped_data`` groups scan positions with
-a strategy from :mod:`ptycho_grouping` (``sample_then_group`` by default) and
-returns the dictionary PtychoPINN consumers read.
+This folder is the PtychoPINN-facing surface of the refactor and is not part
+of the ``ptycho-grouping`` wheel, which never installs a package named
+``ptycho`` (PtychoPINN owns that name). ``ptycho-group adopt PATH`` puts
+``raw_data.py`` into a PtychoPINN checkout; ``ptycho-group adopt --standalone
+DIR`` writes this whole folder into ``DIR`` for users without PtychoPINN.
+The implementation is :mod:`ptycho_data`.
 """

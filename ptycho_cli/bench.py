@@ -32,7 +32,7 @@ import numpy as np
 import scipy
 from scipy.spatial import cKDTree
 
-from ptycho.raw_data import RawData
+from ptycho_data.raw_data import RawData
 from ptycho_grouping import GroupingRequest, NeighborIndex, get_strategy
 from ptycho_grouping.atomic_write import atomic_write
 from ptycho_grouping.registry import default_registry

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ptycho.grouped_writer import NpzSink
+from ptycho_data.grouped_writer import NpzSink
 from ptycho_grouping.atomic_write import atomic_write
 
 from .demo import scan_positions
@@ -56,8 +56,8 @@ def evict(path):
     finally:
         os.close(fd)
 if spec["job"] == "group":
-    from ptycho.grouped_writer import write_grouped
-    from ptycho.raw_data import RawData
+    from ptycho_data.grouped_writer import write_grouped
+    from ptycho_data.raw_data import RawData
     raw = RawData.from_file(spec["store"], mmap=True)
     if not spec["patches"]:
         raw.objectGuess = None

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ptycho.grouped_writer import NpzSink, streamed_scale
+from ptycho_data.grouped_writer import NpzSink, streamed_scale
 from ptycho_grouping.atomic_write import atomic_write
-from ptycho.raw_data import RawData
+from ptycho_data.raw_data import RawData
 from ptycho_grouping.npz_io import load_npz
 
 from .demo import scan_positions
@@ -54,7 +54,7 @@ try:
         from ptycho_cli.main import main
         rc = main(args)
     else:  # "in-memory": the eager path, patterns loaded and the output held
-        from ptycho.raw_data import RawData
+        from ptycho_data.raw_data import RawData
         RawData.from_file(args[0]).generate_grouped_data(int(args[1]), **json.loads(args[2]))
         rc = 0
 except MemoryError:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ptycho.grouped_writer import NpzSink
-from ptycho.patches import extract_patches
-from ptycho.progress import progress_advance
-from ptycho.raw_data import RawData
+from ptycho_data.grouped_writer import NpzSink
+from ptycho_data.patches import extract_patches
+from ptycho_data.progress import progress_advance
+from ptycho_data.raw_data import RawData
 from ptycho_grouping.atomic_write import atomic_write
 
 PATTERNS = ("raster", "spiral", "random")

@@ -15,7 +15,7 @@ from typing import Iterator, List, Optional
 
 import numpy as np
 
-from ptycho.config import TrainingConfig
+from ptycho_data.config import TrainingConfig
 from ptycho_grouping.registry import DEFAULT_STRATEGY, get_strategy
 
 from .inputs import DEMO_POINTS

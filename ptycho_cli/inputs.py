@@ -5,7 +5,7 @@ import zipfile
 from pathlib import Path
 from typing import Optional, Tuple
 
-from ptycho.raw_data import RawData
+from ptycho_data.raw_data import RawData
 
 from .demo import make_demo
 from .options import UsageError

@@ -4,7 +4,7 @@ import warnings
 
 # Frames in these top-level packages are the library; the first frame outside
 # them is the user's. Names only: nothing here imports the other packages.
-_LIBRARY_PACKAGES = frozenset({"ptycho_grouping", "ptycho", "ptycho_cli", "migration"})
+_LIBRARY_PACKAGES = frozenset({"ptycho_grouping", "ptycho_data", "ptycho", "ptycho_cli", "migration"})
 
 
 def external_stacklevel() -> int:

@@ -161,6 +161,7 @@ class LegacyGroupThenSample(GroupingStrategy):
 
     name = "legacy_group_then_sample"
     deprecated = True
+    uses_global_random_state = True
     summary = (f"pre-refactor group-then-sample with cache files; deprecated, removed in "
                f"{REMOVAL_VERSION}")
 

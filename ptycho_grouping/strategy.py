@@ -109,6 +109,9 @@ class GroupingStrategy(abc.ABC):
     deprecated: ClassVar[bool] = False
     #: One line for ``ptycho-group strategies``.
     summary: ClassVar[str] = ""
+    #: True when ``rng=None`` means NumPy's global random state (the legacy
+    #: strategy, as the old code did) rather than fresh entropy (SPEC 7).
+    uses_global_random_state: ClassVar[bool] = False
 
     def min_neighbors(self, group_size: int) -> int:
         """Smallest ``K`` allowed for ``group_size > 1`` (default ``K >= C``)."""

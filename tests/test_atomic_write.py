@@ -203,7 +203,7 @@ KILLED_WRITER = textwrap.dedent("""
     print("ready", flush=True)
     while True:                                                # killed in the middle of one
         if how == "to_file":
-            from ptycho.raw_data import RawData
+            from ptycho_data.raw_data import RawData
             m = len(big)
             RawData(np.arange(m, dtype=float), np.zeros(m), np.arange(m, dtype=float),
                     np.zeros(m), big, np.ones((64, 64), complex), np.arange(m)).to_file(target)

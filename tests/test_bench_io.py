@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from ptycho_cli import bench_io
-from ptycho.raw_data import RawData
+from ptycho_data.raw_data import RawData
 
 
 def test_io_rows_time_the_grouped_output_and_a_copy_of_the_same_bytes(tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from migration import clean_cache
+from ptycho_cli import cache_cleaner as clean_cache
 from ptycho_grouping import GroupingRequest, get_strategy
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from ptycho.raw_data import RawData
+from ptycho_data.raw_data import RawData
 
 
 def cli(*args, cwd, check=True):
@@ -260,7 +260,7 @@ def test_sigterm_mid_write_leaves_nothing_behind(demo, tmp_path):
     # The signal arrives while the second chunk is being written.
     code = f"""
 import os, signal, sys
-from ptycho import grouped_writer
+from ptycho_data import grouped_writer
 calls = []
 original = grouped_writer.NpzSink.write
 def write(self, key, span, value):
@@ -394,7 +394,7 @@ def test_output_name_that_does_not_match_the_format_warns(demo, fmt, name, warne
 
 
 def test_group_help_states_the_library_chunk_budget(tmp_path):
-    from ptycho import grouped_writer
+    from ptycho_data import grouped_writer
 
     out = " ".join(cli("group", "--help", cwd=tmp_path).stdout.split())
     assert f"as many as hold {grouped_writer.DEFAULT_CHUNK_MIB} MiB of diffraction" in out
@@ -404,7 +404,7 @@ def test_group_default_chunks_by_bytes(demo):
     # Without --chunk-groups the CLI leaves the choice to write_grouped's byte budget.
     code = f"""
 import sys
-from ptycho import grouped_writer
+from ptycho_data import grouped_writer
 real = grouped_writer.write_grouped
 def spy(*args, **kwargs):
     print("chunk_groups", kwargs["chunk_groups"], file=sys.stderr)

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from ptycho.raw_data import RawData
+from ptycho_data.raw_data import RawData
 from ptycho_cli.demo import make_demo
 
 

@@ -91,7 +91,7 @@ def test_log_lines_print_above_the_bar_not_through_it(demo):
     assert rc == 0
     # Each log line is whole, on its own line, although a bar was being redrawn.
     wrote = [line for line in terminal.replace("\r", "\n").splitlines()
-             if "INFO ptycho.grouped_writer: wrote 300 groups" in line]
+             if "INFO ptycho_data.grouped_writer: wrote 300 groups" in line]
     assert len(wrote) == 1 and wrote[0].startswith("INFO")
 
 

@@ -4,9 +4,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from ptycho import params
-from ptycho.config import InferenceConfig, ModelConfig, TrainingConfig, update_legacy_dict
-from ptycho.raw_data import RawData
+from ptycho_data import params
+from ptycho_data.config import InferenceConfig, ModelConfig, TrainingConfig, update_legacy_dict
+from ptycho_data.raw_data import RawData
 
 
 @pytest.fixture(autouse=True)

@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from scipy import ndimage
 
-from ptycho import patches
-from ptycho.patches import extract_patches
-from ptycho.raw_data import RawData
+from ptycho_data import patches
+from ptycho_data.patches import extract_patches
+from ptycho_data.raw_data import RawData
 
 
 def random_object(rng, h, w):

@@ -1,4 +1,4 @@
-"""The old module-level functions still import from ptycho.raw_data, warn, and do what they did."""
+"""The old module-level functions still import from ptycho_data.raw_data, warn, and do what they did."""
 import inspect
 import subprocess
 import sys
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from ptycho import params
-from ptycho.raw_data import RawData
+from ptycho_data import params
+from ptycho_data.raw_data import RawData
 
 from scan_patterns import make_coords
 
@@ -79,28 +79,29 @@ def call_warned(fn, *args, **kwargs):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_importable_with_the_old_signature(name):
-    exec(f"from ptycho.raw_data import {name}", {})
+    exec(f"from ptycho_data.raw_data import {name}", {})
     params_ = inspect.signature(shim(name)).parameters.values()
     text = ", ".join(p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in params_)
     assert f"({text})" == OLD_SIGNATURES[name]
 
 
 def test_default_path_does_not_use_the_shim(monkeypatch):
-    code = ("import numpy as np; from ptycho.raw_data import RawData; "
+    code = ("import numpy as np; from ptycho_data.raw_data import RawData; "
             "rd = RawData.from_coords_without_pc(np.arange(9.), np.zeros(9), np.ones((9, 2, 2)), "
             "np.ones((2, 2)), np.zeros(9)); "
             "print(rd.generate_grouped_data(2, nsamples=3, gridsize=2, seed=0)['nn_indices'].shape)")
     out = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", "-c", code],
                          capture_output=True, text=True, check=True).stdout.split()
     assert out == ["(3,", "4)"]
-    import ptycho._deprecated
     import ptycho.raw_data
+    import ptycho_data._deprecated
+    import ptycho_data.raw_data
 
     def boom(*args, **kwargs):
         raise AssertionError("the default path called the deprecated grouping")
 
-    monkeypatch.setattr(ptycho.raw_data, "legacy_group_coords", boom)
-    monkeypatch.setattr(ptycho._deprecated, "legacy_group_coords", boom)
+    monkeypatch.setattr(ptycho_data.raw_data, "legacy_group_coords", boom)
+    monkeypatch.setattr(ptycho_data._deprecated, "legacy_group_coords", boom)
     rd = make_raw(np.arange(64.0), np.zeros(64))
     assert rd.generate_grouped_data(4, nsamples=5, gridsize=2, seed=0)["nn_indices"].shape == (5, 4)
     with pytest.raises(AttributeError, match="has no attribute 'no_such_function'"):
@@ -110,8 +111,8 @@ def test_default_path_does_not_use_the_shim(monkeypatch):
 def test_shim_imports_one_way_with_no_function_level_imports():
     """raw_data imports the shim; the shim never imports raw_data, at any level."""
     import ast
-    import ptycho._deprecated
-    tree = ast.parse(open(ptycho._deprecated.__file__).read())
+    import ptycho_data._deprecated
+    tree = ast.parse(open(ptycho_data._deprecated.__file__).read())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                 for alias in node.names} | {node.module or "" for node in ast.walk(tree)
                                             if isinstance(node, ast.ImportFrom)}

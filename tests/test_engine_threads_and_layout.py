@@ -38,7 +38,7 @@ import ptycho_grouping
 from ptycho_grouping import get_strategy, list_strategies
 get_strategy()
 names = [info.name for info in list_strategies()]
-loaded = sorted(m for m in sys.modules if m == "ptycho" or m.startswith("ptycho."))
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("ptycho", "ptycho_data"))
 print(json.dumps({"names": names, "loaded": loaded}))
 """
     root = Path(__file__).resolve().parents[1]  # importable from a source checkout too

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ptycho import grouped_writer
-from ptycho.grouped_arrays import X_FULL_DTYPE, normalisation_scale, scale_dtype
-from ptycho.raw_data import RawData
+from ptycho_data import grouped_writer
+from ptycho_data.grouped_arrays import X_FULL_DTYPE, normalisation_scale, scale_dtype
+from ptycho_data.raw_data import RawData
 from ptycho_grouping.npz_io import load_npz
 
 N = 8
@@ -125,8 +125,8 @@ def test_a_returned_scale_gives_finite_float32_output(mean, n, N_):
 FULL_DISK = textwrap.dedent("""
     import resource, signal, sys
     import numpy as np
-    from ptycho import grouped_writer
-    from ptycho.raw_data import RawData
+    from ptycho_data import grouped_writer
+    from ptycho_data.raw_data import RawData
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
     out_format, target = sys.argv[1], sys.argv[2]
     rng = np.random.default_rng(0)

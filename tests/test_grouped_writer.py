@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from ptycho import grouped_writer
-from ptycho.raw_data import RawData
+from ptycho_data import grouped_writer
+from ptycho_data.raw_data import RawData
 
 N = 8
 

@@ -6,7 +6,8 @@
 * No module uses another module's ``_private`` name: neither
   ``from .x import _y`` nor ``x._y`` on an imported module ``x``. Private
   *modules* (``_oversampling``) are for their own package only.
-* ``ptycho_grouping``, the engine, never imports ``ptycho``, the data layer.
+* ``ptycho_grouping``, the engine, never imports the data layer (``ptycho_data``) nor
+  its PtychoPINN-facing surface (``ptycho``).
 
 The checker is tested on a small synthetic tree first, so that a rule that
 passes on the real tree passes because the tree obeys it.
@@ -23,7 +24,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("ptycho", "ptycho_grouping", "ptycho_cli", "migration")
+PACKAGES = ("ptycho", "ptycho_data", "ptycho_grouping", "ptycho_cli", "migration")
 
 
 @dataclass(frozen=True)
@@ -250,17 +251,25 @@ def test_packages_depend_on_each_other_one_way():
         if top(imp.source) != top(imp.target):
             graph.setdefault(top(imp.source), set()).add(top(imp.target))
     order = list(graphlib.TopologicalSorter(graph).static_order())
-    assert order.index("ptycho_grouping") < order.index("ptycho") < order.index("ptycho_cli")
+    assert order.index("ptycho_grouping") < order.index("ptycho_data") < order.index("ptycho_cli")
+    assert order.index("ptycho_data") < order.index("ptycho")
+    # Nothing shipped in the wheel imports the surface, which the wheel does not ship.
+    assert {t for s, ts in graph.items() if s != "ptycho" for t in ts} & {"ptycho", "migration"} == set()
 
 
 def test_every_package_directory_ships_in_the_wheel():
-    """pyproject lists packages explicitly: a new subpackage must be added there too."""
+    """pyproject lists packages explicitly: a new subpackage must be added there too.
+
+    ``ptycho`` (PtychoPINN's name) and ``migration`` (a generic name) are not
+    shipped: installing the wheel must never overwrite another distribution's files.
+    """
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
     root = Path(__file__).resolve().parents[1]
     listed = set(tomllib.loads((root / "pyproject.toml").read_text())
                  ["tool"]["setuptools"]["packages"])
     found = {".".join(init.parent.relative_to(root).parts)
-             for top in ("ptycho", "ptycho_grouping", "ptycho_cli", "migration")
+             for top in ("ptycho_data", "ptycho_grouping", "ptycho_cli")
              for init in (root / top).rglob("__init__.py")}
-    assert "ptycho.config" in found and found == listed
+    assert "ptycho_cli.commands" in found and found == listed
+    assert not {name for name in listed if top(name) in ("ptycho", "migration")}

@@ -4,8 +4,8 @@ import sys
 import numpy as np
 import pytest
 
-from ptycho import dask_arrays as lazy_module
-from ptycho.raw_data import RawData
+from ptycho_data import dask_arrays as lazy_module
+from ptycho_data.raw_data import RawData
 
 da = pytest.importorskip("dask.array")
 
@@ -154,7 +154,7 @@ def test_runs_on_a_local_cluster_with_two_worker_processes(tmp_path):
 
 
 def test_compute_with_a_progress_bar_gives_the_eager_arrays(capsys):
-    from ptycho.dask_arrays import compute
+    from ptycho_data.dask_arrays import compute
 
     rd = RawData.from_coords_without_pc(*np.random.default_rng(0).uniform(0, 30, (2, 60)),
                                         np.random.default_rng(1).random((60, 8, 8)), None, None)

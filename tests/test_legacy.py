@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from scipy.spatial import cKDTree
 
-from ptycho import params
-from ptycho.config import ModelConfig, TrainingConfig, update_legacy_dict
-from ptycho.raw_data import RawData
+from ptycho_data import params
+from ptycho_data.config import ModelConfig, TrainingConfig, update_legacy_dict
+from ptycho_data.raw_data import RawData
 from ptycho_grouping import GroupingRequest, get_strategy, legacy, legacy_cache, list_strategies
 
 from scan_patterns import make_coords

@@ -5,7 +5,7 @@ import stat
 import numpy as np
 import pytest
 
-from ptycho.raw_data import RawData
+from ptycho_data.raw_data import RawData
 from ptycho_grouping import npz_io
 
 

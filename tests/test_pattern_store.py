@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ptycho import pattern_store
-from ptycho.raw_data import RawData
+from ptycho_data import pattern_store
+from ptycho_data.raw_data import RawData
 
 N = 8
 

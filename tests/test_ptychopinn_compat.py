@@ -75,7 +75,7 @@ PTYCHOPINN_INFERENCE_FIELDS = dict(
 
 
 def test_both_import_paths_give_the_same_classes():
-    import ptycho.config as package
+    import ptycho_data.config as package
     assert package.TrainingConfig is TrainingConfig and package.ModelConfig is ModelConfig
     assert package.InferenceConfig is InferenceConfig
     assert package.update_legacy_dict is update_legacy_dict
@@ -216,17 +216,17 @@ def test_n_subsample_is_independent_of_the_group_seed():
     assert np.array_equal(out["coords_nn"][:, 0, 0, 0], raw.xcoords[out["nn_indices"][:, 0]])
 
 
-def test_n_subsample_from_the_config_and_explicit_argument_wins():
+def test_n_subsample_only_as_an_argument_never_from_params_cfg():
+    """PtychoPINN's workflow writes n_subsample into params.cfg and subsamples at load
+    time; reading it again here would subsample the (already subsampled) data twice."""
     raw = make_raw()
     update_legacy_dict(params.cfg, TrainingConfig(model=ModelConfig(), n_subsample=4,
                                                   subsample_seed=2))
-    nn = raw.group_indices(N, nsamples=4, seed=0)
-    assert set(nn.ravel()) == set(subsample_of(36, 4, 2).tolist())
+    assert params.get("n_subsample") == 4
+    nn = raw.group_indices(N, nsamples=36, seed=0)
+    assert nn.shape == (36, 1) and set(nn.ravel()) == set(range(36))
     nn = raw.group_indices(N, nsamples=6, seed=0, n_subsample=6, subsample_seed=9)
     assert set(nn.ravel()) == set(subsample_of(36, 6, 9).tolist())
-    # A later config without a subsample clears it: all 36 points again.
-    update_legacy_dict(params.cfg, TrainingConfig(model=ModelConfig()))
-    assert raw.group_indices(N, nsamples=36, seed=0).shape == (36, 1)
 
 
 def test_n_subsample_at_least_m_means_every_point():

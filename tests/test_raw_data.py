@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from ptycho import params
-from ptycho.raw_data import RawData
+from ptycho_data import params
+from ptycho_data.raw_data import RawData
 
 N = 8
 
@@ -214,7 +214,7 @@ def test_pickled_rawdata_groups_the_same_and_keeps_positions_read_only():
 
 def test_second_call_does_not_revalidate_or_rebuild(monkeypatch):
     """Validation runs on assignment; a second call touches no O(M) check."""
-    import ptycho.raw_data as module
+    import ptycho_data.raw_data as module
     rd = make_raw(raster(30))
     rd.generate_grouped_data(N, K=4, nsamples=10, gridsize=2, seed=0)
     calls = []
@@ -414,7 +414,7 @@ def test_only_the_drawn_patterns_matter():
 
 def test_zero_energy_in_the_lazy_and_streaming_paths(tmp_path):
     pytest.importorskip("dask")
-    from ptycho.grouped_writer import write_grouped
+    from ptycho_data.grouped_writer import write_grouped
     rd = make_raw(raster(6))
     rd.diff3d[:] = 0
     out = rd.generate_grouped_data(N, K=4, nsamples=10, gridsize=2, seed=0, lazy=True)

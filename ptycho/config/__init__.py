@@ -1,12 +1,6 @@
-"""Configuration: ``ptycho.config.config`` (PtychoPINN's import path), re-exported here."""
-from .config import (
-    KEY_MAPPINGS,
-    InferenceConfig,
-    ModelConfig,
-    TrainingConfig,
-    dataclass_to_legacy_dict,
-    update_legacy_dict,
-)
+"""``ptycho.config`` without PtychoPINN (PtychoPINN's own is used inside it)."""
+from .config import (KEY_MAPPINGS, InferenceConfig, ModelConfig, TrainingConfig,
+                     dataclass_to_legacy_dict, update_legacy_dict)
 
 __all__ = ["InferenceConfig", "KEY_MAPPINGS", "ModelConfig", "TrainingConfig",
            "dataclass_to_legacy_dict", "update_legacy_dict"]

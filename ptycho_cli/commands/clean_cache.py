@@ -1,13 +1,12 @@
 """``ptycho-group clean-cache``: find and remove the legacy group cache files.
 
-The work, its arguments and its report are :mod:`migration.clean_cache`'s,
-which also runs on its own (``python -m migration.clean_cache``) for users who
-have not installed this command; here it gets the command's shared options.
+The work, its arguments and its report are :mod:`ptycho_cli.cache_cleaner`'s,
+which ``python migration/clean_cache.py`` in a checkout also runs; here it gets
+the command's shared options.
 """
 from __future__ import annotations
 
-from migration import clean_cache
-
+from .. import cache_cleaner as clean_cache
 from ..options import PROG
 from ..progress import bar
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ptycho.grouped_writer import DEFAULT_CHUNK_MIB, FORMATS, write_grouped
+from ptycho_data.grouped_writer import DEFAULT_CHUNK_MIB, FORMATS, write_grouped
 
 from ..grouping import (
     add_grouping_options,

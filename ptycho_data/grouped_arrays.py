@@ -1,7 +1,7 @@
 """The arithmetic of grouped output, shared by the eager, Dask and streaming paths.
 
-``RawData.generate_grouped_data`` (eager), :mod:`ptycho.dask_arrays` (lazy)
-and :mod:`ptycho.grouped_writer` (streaming) build the same arrays from the
+``RawData.generate_grouped_data`` (eager), :mod:`ptycho_data.dask_arrays` (lazy)
+and :mod:`ptycho_data.grouped_writer` (streaming) build the same arrays from the
 same group indices; they all take the gather, the ``X_full`` normalisation
 and the coordinate offsets from here, so the three agree bit for bit and
 refuse the same inputs with the same messages.

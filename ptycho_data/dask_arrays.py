@@ -7,7 +7,7 @@ then block by block, so memory stays bounded by a few blocks:
 
 Every store (``np.memmap``, h5py dataset, Zarr or Dask array, in-memory
 array) is read by one task per block of groups, through
-:func:`~ptycho.pattern_store.gather_frames`: only the frames that block
+:func:`~ptycho_data.pattern_store.gather_frames`: only the frames that block
 uses, sorted, in bounded chunks (a Dask array store computes just those
 rows, inside the task). Memory maps and HDF5 datasets travel as small
 picklable readers (file name and layout), never as their data, so the graph
@@ -267,7 +267,7 @@ def lazy_patches(obj: np.ndarray, shifts: np.ndarray, group_shape, N: int,
     """Object patches ``(B, N, N, C)`` computed lazily, block by block.
 
     ``shifts`` is ``(B*C, 2)``: the ``(sx, sy)`` window corner of every
-    member (:func:`ptycho.grouped_arrays.patch_shifts`), ``group_shape`` is
+    member (:func:`ptycho_data.grouped_arrays.patch_shifts`), ``group_shape`` is
     ``(B, C)``. The object enters the graph once, not once per block.
     """
     dask, da = _dask()

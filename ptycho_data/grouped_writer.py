@@ -9,7 +9,7 @@ Every output byte is written once, one member after another:
 
 1. ``nn_indices``;
 2. ``diffraction``: the patterns of a chunk of groups are gathered (sorted,
-   each frame once, large sequential reads: :func:`~ptycho.pattern_store.gather_frames`),
+   each frame once, large sequential reads: :func:`~ptycho_data.pattern_store.gather_frames`),
    their energies summed while they are in memory, and the chunk written;
 3. ``X_full``: the normalisation of *all* groups is known now; the
    ``diffraction`` member just written is read back sequentially (from the
