@@ -62,6 +62,8 @@ local_offset_sign = -1
 key_coords_offsets = "coords_start_offsets"
 key_coords_relative = "coords_start_relative"
 
+_INT32_MAX = np.iinfo(np.int32).max
+
 #: NPZ members a dataset file must have (``diffraction`` is accepted for ``diff3d``).
 REQUIRED_KEYS = ("xcoords", "ycoords", "diff3d")
 #: NPZ members that may be missing, and what stands in for them. A member
@@ -103,23 +105,26 @@ def get_relative_coords(coords_nn):
 def normalize_data(dset: dict, N: int) -> np.ndarray:
     """PtychoPINN's ``X_full``: ``dset['diffraction']`` scaled to mean energy ``(N/2)**2``, float32.
 
-    The energies are summed in float64 (no overflow for ``uint16`` patterns);
-    the result is float32 whatever the input dtype.
+    As in PtychoPINN, a pattern's energy is the sum over axes 1 and 2 of its
+    square, and the scale is ``sqrt((N/2)**2 / mean(energies))`` over every
+    pattern, so both grouped ``(B, N, N, C)`` and ungrouped ``(n, N, N)``
+    stacks are accepted. The energies are summed in float64 (no overflow for
+    ``uint16`` patterns); the result is float32 whatever the input dtype.
 
     Parameters
     ----------
     dset : dict
-        Has ``'diffraction'`` of shape ``(B, N, N, C)``.
+        Has ``'diffraction'`` of shape ``(B, N, N, C)`` or ``(n, N, N)``.
     N : int
     """
     N = check_positive_int("N", N)
     diffraction = dset["diffraction"]
-    if np.ndim(diffraction) != 4:
-        raise ValueError("dset['diffraction'] must be 4-D (B, N, N, C), got shape "
-                         f"{np.shape(diffraction)}")
+    if np.ndim(diffraction) not in (3, 4):
+        raise ValueError("dset['diffraction'] must be 3-D (n, N, N) or 4-D (B, N, N, C), got "
+                         f"shape {np.shape(diffraction)}")
     diffraction = np.asarray(diffraction)
-    scale = normalisation_scale(pattern_energies(diffraction), N,
-                                lambda: value_range(diffraction))
+    grouped = diffraction if diffraction.ndim == 4 else diffraction[..., None]
+    scale = normalisation_scale(pattern_energies(grouped), N, lambda: value_range(diffraction))
     return scaled(diffraction, scale)
 
 
@@ -508,6 +513,66 @@ class RawData:
         rng = np.random.default_rng(subsample_seed)
         return np.sort(rng.choice(m, size=n_subsample, replace=False))
 
+    def _default_seed(self, seed, strategy):
+        """``seed``, or for ``seed=None`` one draw from NumPy's global generator where asked.
+
+        Only when :attr:`seed_from_global_state` is set (PtychoPINN's
+        ``ptycho.raw_data``): PtychoPINN's callers seed the global generator
+        and pass no seed, so one draw from it makes their runs reproducible
+        (DESIGN.md, Randomness). A strategy that uses the global state itself
+        (the legacy one) gets ``None``, as the old code did.
+        """
+        if seed is None and self.seed_from_global_state and not strategy.uses_global_random_state:
+            return int(np.random.randint(0, np.iinfo(np.int64).max, dtype=np.int64))
+        return seed
+
+    def _generate_groups_efficiently(self, nsamples, K, C, seed=None, seed_indices=None):
+        """PtychoPINN's sample-then-group method, by its name: ``(B, C)`` int32 groups.
+
+        The refactor plan's named method, kept with PtychoPINN's signature and
+        rules for its callers: ``C`` is the group size itself (any positive
+        integer, not only a square), ``nsamples`` above the number of scan
+        points gives one group per point with a warning, and the groups are
+        ``int32``. The groups come from the ``sample_then_group`` strategy
+        (never oversampled; use :meth:`generate_grouped_data` for that).
+
+        Parameters
+        ----------
+        nsamples, K, C : int
+            Groups, neighbours to draw members from (``K >= C`` for ``C > 1``),
+            members per group.
+        seed : None, int or numpy.random.Generator
+            As in :meth:`generate_grouped_data`.
+        seed_indices : array_like, optional
+            PtychoPINN passes ``arange(n)`` for sequential sampling: the first
+            ``n`` points as seeds, nearest neighbours as members. Only that
+            form is accepted.
+        """
+        nsamples = check_positive_int("nsamples", nsamples)
+        K = check_positive_int("K", K)
+        C = check_positive_int("C", C)
+        sequential = False
+        if seed_indices is not None:
+            seed_indices = np.asarray(seed_indices)
+            if seed_indices.ndim != 1 or not np.array_equal(seed_indices,
+                                                            np.arange(seed_indices.size)):
+                raise ValueError("seed_indices must be None or the first n scan points "
+                                 "(arange(n), sequential sampling), got other indices")
+            nsamples, sequential = min(nsamples, max(seed_indices.size, 1)), True
+        m = len(self)
+        if nsamples > m:
+            warnings.warn(f"nsamples={nsamples} is more than the {m} scan points: returning "
+                          f"{m} groups, one per point", UserWarning, stacklevel=2)
+            nsamples = m
+        if C > 1 and K < C:
+            raise ValueError(f"K={K} must be >= C={C}: each group's {C} members are drawn "
+                             f"from the seed's K nearest neighbours")
+        strategy = get_strategy(DEFAULT_STRATEGY)
+        request = GroupingRequest(n_groups=nsamples, group_size=C, neighbors=K,
+                                  rng=check_rng("seed", self._default_seed(seed, strategy)),
+                                  sequential=sequential)
+        return strategy.group(self._neighbor_index(None), request).astype(np.int32)
+
     def _neighbor_index(self, points: Optional[np.ndarray]) -> NeighborIndex:
         """The neighbour index of all positions, or of ``points``, reused while positions hold.
 
@@ -648,10 +713,7 @@ class RawData:
         if grouping_strategy is None:
             grouping_strategy = self.params_module.cfg.get("grouping_strategy") or DEFAULT_STRATEGY
         strategy = get_strategy(grouping_strategy)
-        if seed is None and self.seed_from_global_state and not strategy.uses_global_random_state:
-            # PtychoPINN's callers seed NumPy's global generator and pass no
-            # seed: one draw from it makes their runs reproducible (DESIGN.md).
-            seed = int(np.random.randint(0, 2**63 - 1, dtype=np.int64))
+        seed = self._default_seed(seed, strategy)
         points = self._subsample(n_subsample, subsample_seed)
         index = self._neighbor_index(points)
         c = gridsize * gridsize
@@ -712,7 +774,8 @@ class RawData:
             else:
                 Y = None
         return {
-            "nn_indices": nn_indices,
+            # PtychoPINN's dtype, wherever the indices fit (always below 2**31 points).
+            "nn_indices": nn_indices.astype(np.int32 if len(self) <= _INT32_MAX else np.int64),
             "diffraction": diffraction,
             "X_full": X_full,
             "coords_nn": coords_nn,
