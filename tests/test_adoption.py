@@ -265,3 +265,31 @@ def test_ptychopinns_own_grouping_tests_pass_on_the_adopted_checkout(adopted_pty
     assert failed == set(EXPECTED_FAILURES), proc.stdout[-3000:]
     assert proc.returncode == (1 if EXPECTED_FAILURES else 0), proc.stdout[-3000:]
     assert " passed" in proc.stdout.splitlines()[-1]
+
+
+@needs_ptychopinn
+@pytest.mark.slow
+def test_ptychopinns_loader_gives_the_same_container_as_its_own_raw_data(adopted_ptychopinn,
+                                                                         tmp_path):
+    """tests/ptychopinn_e2e.py on the adopted copy: same groups, same container arrays."""
+    python = os.environ.get("PTYCHOPINN_PYTHON", sys.executable)
+    data = tmp_path / "demo.npz"
+    assert main(["-q", "demo-data", "-o", str(data), "--points", "400"]) == 0
+    proc = subprocess.run([python, str(ROOT / "tests" / "ptychopinn_e2e.py"),
+                           str(Path(PTYCHOPINN_SRC) / "ptycho" / "raw_data.py"), str(data)],
+                          cwd=adopted_ptychopinn, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    containers = result["containers"]
+    assert {k for k, v in containers.items() if "missing" in v} == set()
+    for name, entry in containers.items():
+        assert entry["shape"][0] == entry["shape"][1] and entry["dtype"][0] == entry["dtype"][1]
+        # Object patches: bilinear shifts in NumPy here, TensorFlow there.
+        tolerance = 1e-5 if name in ("Y_I", "Y_phi") else 0.0
+        assert entry["max_abs_diff"] <= tolerance, (name, entry)
+    assert containers["X"]["shape"][0] == [64, 32, 32, 4]
+    assert containers["nn_indices"]["dtype"] == ["int32", "int32"]
+    assert result["seeded_runs_identical"]
+    # load_data subsampled 40 points; params.cfg says n_subsample=40 and is not applied again.
+    assert result["subsampled_file"] == {"points": 40, "groups": [40, 4],
+                                         "params_cfg_n_subsample": 40}
