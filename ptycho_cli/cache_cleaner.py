@@ -74,12 +74,10 @@ Ident = Tuple[int, int]
 class Finding:
     """A file named like a legacy cache (or its temporary file) and what to do with it.
 
-    ``kind`` is ``"cache"`` or ``"temp"`` (removable), ``"skipped"`` (``reason``
-    says why) or ``"error"`` (it could not be read: ``reason`` is the error).
-    ``ident`` and ``dir_ident`` are the ``(st_dev, st_ino)`` of the file and of
-    its directory at scan time, ``mtime_ns`` the file's modification time and
-    ``nlink`` its number of names (hard links); ``root`` is the resolved root
-    it was found under.
+    ``kind``: ``"cache"``/``"temp"`` (removable), ``"skipped"`` (``reason`` says
+    why) or ``"error"`` (unreadable). ``ident``/``dir_ident``: ``(st_dev,
+    st_ino)`` of the file and its directory at scan time; ``root``: the
+    resolved root it was found under; ``nlink``: its number of names.
     """
 
     path: Path
@@ -358,30 +356,14 @@ def remove_cache_files(findings: Iterable[Finding], *, dry_run: bool = False,
 
 # --- output: any name, any stdout encoding ----------------------------------------
 
-_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
-
-
 def _show(path) -> str:
-    """``path`` as printable text: undecodable bytes as ``\\xNN``, control characters escaped.
-
-    A name that needs no escaping is shown as it is.
-    """
+    """``path`` as printable text: undecodable bytes as ``\\xNN``, control characters escaped."""
     text = os.fsencode(path).decode("utf-8", "surrogateescape")
     if text.isprintable():
         return text
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8 (surrogateescape)
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif ch.isprintable():
-            out.append(ch)
-        else:
-            out.append(f"\\x{code:02x}" if code < 0x100 else
-                       f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
-    return "".join(out)
+    return "".join(ch if ch.isprintable() and ch != "\\" else
+                   f"\\x{ord(ch) - 0xDC00:02x}" if 0xDC80 <= ord(ch) <= 0xDCFF else  # not UTF-8
+                   repr(ch)[1:-1] for ch in text)
 
 
 def _say(text: str = "", file=None, **kwargs) -> None:
