@@ -26,7 +26,7 @@ import time
 import tracemalloc
 import warnings
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 import scipy
@@ -38,23 +38,13 @@ from ptycho_grouping.atomic_write import atomic_write
 from ptycho_grouping.registry import default_registry
 
 from .demo import scan_positions
+from .memory import status_kib
 
 LEGACY = "legacy_group_then_sample"
 DEFAULT = "sample_then_group"
 
 
 # -- measurement ----------------------------------------------------------------
-
-def _status_kib(field: str) -> Optional[int]:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
 
 def _reset_peak() -> bool:
     try:
@@ -76,10 +66,10 @@ def _trim_heap() -> None:
 def _measure_here(fn: Callable[[], object]) -> float:
     """Extra peak memory (MiB) of one call of ``fn`` in this process."""
     _trim_heap()
-    before = _status_kib("VmRSS")
+    before = status_kib("VmRSS").get("VmRSS")
     if before is not None and _reset_peak():
         fn()
-        return max(0, _status_kib("VmHWM") - before) / 1024
+        return max(0, status_kib("VmHWM")["VmHWM"] - before) / 1024
     tracemalloc.start()
     try:
         fn()

@@ -37,13 +37,10 @@ __all__ = ["run_io_bench", "format_io", "write_io_store"]
 
 _MEASURE = r"""
 import json, os, sys, threading, time
+from ptycho_cli.memory import status_kib
 peak = [0]
 def anon_kib():
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1])
-    return 0
+    return status_kib("RssAnon").get("RssAnon", 0)
 def sample(stop):
     while not stop.is_set():
         peak[0] = max(peak[0], anon_kib())
@@ -90,11 +87,7 @@ start = time.perf_counter()
 job()
 seconds = time.perf_counter() - start
 stop.set()
-hwm = 0
-with open("/proc/self/status") as fh:
-    for line in fh:
-        if line.startswith("VmHWM:"):
-            hwm = int(line.split()[1])
+hwm = status_kib("VmHWM").get("VmHWM", 0)
 print(json.dumps(dict(seconds=seconds, peak_anon_kib=max(peak[0], anon_kib()), vmhwm_kib=hwm)))
 """
 

@@ -59,12 +59,8 @@ try:
         rc = 0
 except MemoryError:
     rc = "MemoryError"
-status = {}
-with open("/proc/self/status") as fh:
-    for line in fh:
-        key, _, value = line.partition(":")
-        if key in ("VmHWM", "VmData", "RssAnon", "RssFile"):
-            status[key] = int(value.split()[0])
+from ptycho_cli.memory import status_kib
+status = status_kib("VmHWM", "VmData", "RssAnon", "RssFile")
 print(json.dumps(dict(rc=rc, **status)))
 """
 

@@ -8,39 +8,42 @@ Usage::
 (``python migration/clean_cache.py`` in a checkout runs the same code.)
 
 A file is removed only if its name is ``<stem>.g<int>k<int>.groups_cache.npz``
-(or the temporary name of an interrupted write of one) *and* ``np.load(...,
-allow_pickle=False)`` would read it as a legacy cache: a zip that starts at
-the file's first byte (a user file with a cache appended is not one) holding
-exactly the legacy cache's members (``all_groups``, ``dataset_checksum``,
-``gridsize``, ``overlap_factor``) with the legacy dtypes and shapes, checked
-from the zip directory and the ``.npy`` headers without loading or
-unpickling anything. Temporary files pass the same check (a write killed
-half-way left something else: it is reported, not removed) and must also
-have been left by a writer that is gone (a writer on this host that no
-longer runs) or be an hour old. Files named like a cache but holding
-anything else are reported as skipped; files that cannot be read are
-reported as errors.
+*and* ``np.load(..., allow_pickle=False)`` would read it as a legacy cache
+(:func:`~ptycho_grouping.legacy_cache.cache_file_problem`: a zip at the
+file's first byte holding exactly the legacy members, dtypes and shapes,
+read from the zip directory and ``.npy`` headers; nothing is unpickled). The
+temporary file of a cache write (any release's name, see
+:func:`_is_temp_name`) is removed when it is stale, its writer's lock free
+(:func:`~ptycho_grouping.atomic_write.lock_if_stale`; earlier releases took
+no lock), and it holds what a cache write begins with: nothing yet, or a
+zip whose first member is a legacy cache member. Anything else named like
+a cache is reported as skipped; files that cannot be read as errors.
 
-A directory given on the command line may be a symbolic link (it is
-followed, like ``find -H``); links met below it are neither followed nor
-deleted; the walk is iterative (any depth). A file is removed by identity:
-it is renamed to a private name in its directory, checked there (same
-device and inode as scanned, unmodified, still a cache) and only then
-unlinked; anything else found under the private name is put back. Every
-name of a hard-linked cache under the roots is removed; its space counts as
-freed only when its last name goes. Names are printed with undecodable bytes
-and control characters escaped (``\\xff``, ``\\n``), whatever the output
-encoding. Exit status: 0 all good, 1 some files could not be read or
-removed, 2 usage error, 130 interrupted at the question.
+The scan is ``os.walk``: a directory given on the command line may be a
+symbolic link (followed, like ``find -H``); links below it are neither
+followed nor deleted; any depth works. Each file is removed by name after
+it is opened without following links (relative to its directory, opened
+and checked to be the one scanned) and checked through that descriptor:
+the file scanned (same device and inode), unmodified, still a cache (a
+temporary one's lock taken and held). **The remaining window:** a rename by
+another process between that check and the unlink puts another file under
+the name, and that file's name is what gets unlinked. Do not clean a
+directory that a running job is reorganising.
+
+Every name of a hard-linked cache under the roots is removed; its space
+counts as freed only when its last name goes. Names are printed with
+undecodable bytes and control characters escaped (``\\xff``, ``\\n``),
+whatever the output encoding. Exit status: 0 all good, 1 some files could
+not be read or removed, 2 usage error, 130 interrupted at the question.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import os
-import secrets
 import stat
+import struct
 import sys
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -48,25 +51,21 @@ from typing import Callable, Iterable, Iterator, List, Optional, Tuple
 
 from tqdm import tqdm
 
-from ptycho_grouping.atomic_write import TEMP_NAME_RE as WRITER_TEMP_RE, writer_is_gone
-from ptycho_grouping.legacy_cache import CACHE_NAME_RE, TEMP_NAME_RE, cache_file_problem
+from ptycho_grouping.atomic_write import TEMP_NAME_RE as WRITER_TEMP_RE, lock_if_stale
+from ptycho_grouping.legacy_cache import CACHE_KEYS, CACHE_NAME_RE, TEMP_NAME_RE, \
+    cache_file_problem
 
 __all__ = ["Finding", "CleanResult", "find_cache_files", "remove_cache_files", "add_arguments",
-           "run", "main", "TEMP_MIN_AGE"]
+           "run", "main"]
 
 PROG = "clean_cache"
 
-#: Seconds a leftover temporary file must be unmodified before it is removed
-#: when its writer cannot be shown to be gone, so that a cache write still in
-#: progress is not destroyed.
-TEMP_MIN_AGE = 3600.0
-
 # Never follow a link when opening a file to check it; never block on a FIFO.
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-# Pin the directory while re-checking and removing (not available on Windows).
-_DIR_FD = {os.open, os.lstat, os.unlink, os.rename, os.link} <= os.supports_dir_fd
-# What a file being removed is renamed to first: private to this run.
-_PRIVATE_PREFIX = ".clean-cache-removing."
+_OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+               | getattr(os, "O_CLOEXEC", 0))
+# Open and unlink relative to the directory checked (not available on Windows).
+_DIR_FD = {os.open, os.lstat, os.unlink} <= os.supports_dir_fd
+_CACHE_MEMBERS = {f"{key}.npy".encode() for key in CACHE_KEYS}
 
 Ident = Tuple[int, int]
 
@@ -75,12 +74,10 @@ Ident = Tuple[int, int]
 class Finding:
     """A file named like a legacy cache (or its temporary file) and what to do with it.
 
-    ``kind`` is ``"cache"`` or ``"temp"`` (removable), ``"skipped"`` (``reason``
-    says why) or ``"error"`` (it could not be read: ``reason`` is the error).
-    ``ident`` and ``dir_ident`` are the ``(st_dev, st_ino)`` of the file and of
-    its directory at scan time, ``mtime_ns`` the file's modification time and
-    ``nlink`` its number of names (hard links); ``root`` is the resolved root
-    it was found under.
+    ``kind``: ``"cache"``/``"temp"`` (removable), ``"skipped"`` (``reason`` says
+    why) or ``"error"`` (unreadable). ``ident``/``dir_ident``: ``(st_dev,
+    st_ino)`` of the file and its directory at scan time; ``root``: the
+    resolved root it was found under; ``nlink``: its number of names.
     """
 
     path: Path
@@ -104,11 +101,7 @@ class Finding:
 
 @dataclass
 class CleanResult:
-    """What a removal pass did.
-
-    ``bytes_freed`` counts a file's size when its last name was removed (a
-    hard-linked cache frees nothing while another name remains).
-    """
+    """What a removal pass did; ``bytes_freed`` counts a file when its last name went."""
 
     removed: List[Finding] = field(default_factory=list)
     failed: List[Tuple[Finding, str]] = field(default_factory=list)
@@ -120,15 +113,43 @@ def _ident(st: os.stat_result) -> Ident:
 
 
 def _is_temp_name(name: str) -> bool:
-    """True for the temporary name of a cache write, this version's or an older one's."""
-    m = TEMP_NAME_RE.match(name)
-    if m and CACHE_NAME_RE.match(m["cache"]):
-        return True
-    m = WRITER_TEMP_RE.match(name)
-    return bool(m and CACHE_NAME_RE.match(m["target"]))
+    """True for the temporary name of a cache write by any release.
+
+    ``.<cache>.<random>.tmp`` (0.1's ``mkstemp``, and today's writer) or
+    ``.<cache>.<pid>-<start>-<pidns>@<host>.<hex>.tmp`` (late 0.1 and 0.2).
+    """
+    m = TEMP_NAME_RE.match(name) or WRITER_TEMP_RE.match(name)
+    return bool(m and CACHE_NAME_RE.match(m[1]))
 
 
-def _classify(dirpath: Path, name: str, root: Path, now: float) -> Optional[Finding]:
+def _begun_cache_problem(fh) -> Optional[str]:
+    """Why ``fh`` is not what a cache write begins with: empty, or a zip led by a cache member."""
+    fh.seek(0)
+    header = fh.read(30)
+    if not header:
+        return None
+    if len(header) < 30 or header[:4] != b"PK\x03\x04":
+        return "it does not start with a zip entry"
+    name = fh.read(struct.unpack("<H", header[26:28])[0])
+    if name not in _CACHE_MEMBERS:
+        return f"its first zip member is {name.decode('utf-8', 'replace')!r}"
+    return None
+
+
+def _problem(fd: int, fh, temp: bool) -> Optional[str]:
+    """Why the open file must be kept (None: it may go), checked through its descriptor.
+
+    A temporary file's lock is taken here and held until ``fd`` is closed.
+    """
+    if not temp:
+        return cache_file_problem(fh)
+    if not lock_if_stale(fd):
+        return "temporary file of a cache write that is still running (its writer holds its lock)"
+    problem = _begun_cache_problem(fh)
+    return problem and f"temporary file of a cache write, but not the start of a cache ({problem})"
+
+
+def _classify(dirpath: Path, name: str, root: Path) -> Optional[Finding]:
     """The finding for ``dirpath/name`` (None if it vanished during the scan)."""
     path = dirpath / name
     try:
@@ -138,89 +159,73 @@ def _classify(dirpath: Path, name: str, root: Path, now: float) -> Optional[Find
         return None
     except OSError as exc:
         return Finding(path, "error", reason=exc.strerror or str(exc))
-    found = Finding(path, "cache", st.st_size, ident=_ident(st), dir_ident=dir_ident, root=root,
-                    mtime_ns=st.st_mtime_ns, nlink=st.st_nlink)
+    found = Finding(path, "temp" if _is_temp_name(name) else "cache", st.st_size,
+                    ident=_ident(st), dir_ident=dir_ident, root=root, mtime_ns=st.st_mtime_ns,
+                    nlink=st.st_nlink)
     if stat.S_ISLNK(st.st_mode):
         return replace(found, kind="skipped", reason="symbolic link (not followed)")
     if not stat.S_ISREG(st.st_mode):
         return replace(found, kind="skipped", reason="not a regular file")
     try:
-        problem = _content_problem(str(path), None, found.ident)
+        fd = os.open(path, _OPEN_FLAGS)
+        with os.fdopen(fd, "rb") as fh:
+            problem = ("replaced by another file" if _ident(os.fstat(fd)) != found.ident
+                       else _problem(fd, fh, found.kind == "temp"))
+    except FileNotFoundError:
+        return None
     except OSError as exc:
         return replace(found, kind="error", reason=exc.strerror or str(exc))
-    if not _is_temp_name(name):
-        return found if problem is None else replace(found, kind="skipped", reason=problem)
-    if problem is not None:
-        return replace(found, kind="skipped", reason=(
-            f"temporary file of a cache write, but not a complete cache ({problem}); "
-            "left alone"))
-    if writer_is_gone(name):
-        return replace(found, kind="temp")
-    age = now - st.st_mtime
-    if age < TEMP_MIN_AGE:
-        return replace(found, kind="skipped", reason=(
-            f"temporary file modified {age / 60:.0f} min ago: a cache write may still be "
-            f"running (removed once {TEMP_MIN_AGE / 3600:g} h old)"))
-    return replace(found, kind="temp")
+    if problem is None:
+        return found
+    return replace(found, kind="skipped",
+                   reason=problem + ("; left alone" if found.kind == "temp" else ""))
 
 
-def _content_problem(name: str, dir_fd: Optional[int], ident: Ident) -> Optional[str]:
-    """Why the file is not a legacy cache (None if it is), read without following links."""
-    fd = os.open(name, _OPEN_FLAGS, dir_fd=dir_fd)
-    with os.fdopen(fd, "rb") as fh:
-        if _ident(os.fstat(fd)) != ident:
-            return "replaced by another file"
-        return cache_file_problem(fh)
+def _walk(root, onerror: Callable) -> Iterator[Tuple[str, List[str], List[str]]]:
+    """``os.walk(root)``, sorted, depth first, and iterative at any depth.
 
-
-def _walk(root: Path, errors: Optional[list]) -> Iterator[Tuple[Path, List[str]]]:
-    """``(directory, sorted file names)`` under ``root``, depth first, sorted, iteratively.
-
-    Links below ``root`` are not followed. An explicit stack instead of
-    recursion (``os.walk`` recurses on older Pythons) keeps any depth working.
+    ``os.walk`` recurses before Python 3.12: here it walks one directory at a
+    time and the subdirectories (not links to them) go on an explicit stack.
     """
-    stack = [root]
+    stack = [os.fspath(root)]
     while stack:
-        directory = stack.pop()
-        try:
-            with os.scandir(directory) as it:
-                entries = list(it)
-        except OSError as exc:
-            if errors is not None:
-                errors.append((directory, exc.strerror or str(exc)))
-            continue
-        files, subdirs = [], []
-        for entry in entries:
-            try:
-                is_dir = entry.is_dir(follow_symlinks=False)
-            except OSError:
-                is_dir = False
-            (subdirs if is_dir else files).append(entry.name)
-        yield directory, sorted(files)
-        stack.extend(directory / name for name in sorted(subdirs, reverse=True))
+        for dirpath, dirnames, filenames in os.walk(stack.pop(), onerror=onerror):
+            dirnames.sort()
+            yield dirpath, dirnames, sorted(filenames)
+            stack.extend(os.path.join(dirpath, d) for d in reversed(dirnames)
+                         if not os.path.islink(os.path.join(dirpath, d)))
+            dirnames.clear()  # os.walk descends no further
 
 
-def _scan_root(root: Path, errors: Optional[list], count: Callable[[], None],
-               now: float) -> Iterator[Finding]:
+def _is_candidate(name: str) -> bool:
+    return bool(CACHE_NAME_RE.match(name)) or _is_temp_name(name)
+
+
+def _scan_root(root: Path, errors: Optional[list], count: Callable[[], None]) -> Iterator[Finding]:
     if not os.path.isdir(root):  # a file (a link to a file stays a link: not followed)
-        if CACHE_NAME_RE.match(root.name) or _is_temp_name(root.name):
-            found = _classify(root.parent, root.name, Path(os.path.realpath(root.parent)), now)
+        if _is_candidate(root.name):
+            found = _classify(root.parent, root.name, Path(os.path.realpath(root.parent)))
             if found is not None:
                 yield found
         return
     real_root = Path(os.path.realpath(root))  # a link given as the root is followed
-    for dirpath, filenames in _walk(root, errors):
+
+    def unreadable(exc: OSError) -> None:
+        if errors is not None:
+            errors.append((Path(exc.filename), exc.strerror or str(exc)))
+
+    for dirpath, dirnames, filenames in _walk(root, unreadable):
         for name in filenames:
             count()
-            if CACHE_NAME_RE.match(name) or _is_temp_name(name):
-                found = _classify(dirpath, name, real_root, now)
-                if found is not None:
-                    yield found
+        # Links to directories and directories named like caches are reported too.
+        for name in sorted(filter(_is_candidate, filenames + dirnames)):
+            found = _classify(Path(dirpath), name, real_root)
+            if found is not None:
+                yield found
 
 
 def find_cache_files(roots: Iterable, progress: Optional[Callable[[int], None]] = None,
-                     errors: Optional[list] = None, *, now: Optional[float] = None
-                     ) -> Iterator[Finding]:
+                     errors: Optional[list] = None, *, now=None) -> Iterator[Finding]:
     """Every file under ``roots`` named like a legacy cache or its temporary file, classified.
 
     Parameters
@@ -232,17 +237,15 @@ def find_cache_files(roots: Iterable, progress: Optional[Callable[[int], None]] 
         Called with the number of files seen every 1000 files.
     errors : list, optional
         Unreadable directories are appended as ``(path, message)``; the walk goes on.
-    now : float, optional
-        The time temporary files' ages are measured from (default: now).
+    now : ignored
+        Kept for callers of earlier releases (temporary files are judged by lock, not age).
 
     Yields
     ------
     Finding
         Once per name: a name reached again through overlapping roots is
-        yielded once; every name of a hard-linked file is yielded (each is
-        removed; :attr:`Finding.nlink` tells how many the file has).
+        yielded once; every name of a hard-linked file is yielded.
     """
-    now = time.time() if now is None else now
     seen_files = [0]
     seen_names = set()
 
@@ -252,7 +255,7 @@ def find_cache_files(roots: Iterable, progress: Optional[Callable[[int], None]] 
             progress(seen_files[0])
 
     for root in map(Path, roots):
-        for found in _scan_root(root, errors, count, now):
+        for found in _scan_root(root, errors, count):
             key = (os.path.realpath(found.path.parent), found.path.name)
             if key not in seen_names:
                 seen_names.add(key)
@@ -272,58 +275,6 @@ def freeable_bytes(findings: Iterable[Finding]) -> int:
     return sum(group[0].size for group in names.values() if len(group) >= group[0].nlink)
 
 
-def _precheck(f: Finding, name: str, dir_fd: Optional[int]) -> Optional[str]:
-    """Why ``f`` must not be touched (None if it may be moved aside for removal)."""
-    try:
-        st = os.lstat(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        return "vanished since the scan"
-    if _ident(st) != f.ident or not stat.S_ISREG(st.st_mode):
-        return "replaced by another file since the scan; left alone"
-    if st.st_mtime_ns != f.mtime_ns:
-        # Written to since the user saw it (the old code rewrote caches in
-        # place; a temporary file may belong to a write that resumed).
-        return "modified since the scan; left alone"
-    return None
-
-
-def _verify_moved(f: Finding, private: str, dir_fd: Optional[int]) -> Tuple[Optional[str], int]:
-    """``(why not to unlink, its link count)`` for what now sits under ``private``.
-
-    Nobody else knows the private name, so what is checked here is what gets
-    unlinked: a file swapped in under the original name by a racing rename
-    is caught here and put back.
-    """
-    st = os.lstat(private, dir_fd=dir_fd)
-    problem = _precheck(f, private, dir_fd)
-    if problem is None:
-        content = _content_problem(private, dir_fd, f.ident)
-        if content is not None:
-            problem = f"no longer a legacy cache file ({content}); left alone"
-    return problem, st.st_nlink
-
-
-def _put_back(private: str, name: str, dir_fd: Optional[int]) -> Optional[str]:
-    """Return the file under ``private`` to ``name`` without overwriting anything there."""
-    try:
-        # link() fails if the name was taken meanwhile, where rename would overwrite it.
-        os.link(private, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
-    except FileExistsError:
-        return f"its name was taken meanwhile; it is kept as {private}"
-    except OSError:  # no hard links on this filesystem: check, then rename
-        try:
-            os.lstat(name, dir_fd=dir_fd)
-        except FileNotFoundError:
-            os.rename(private, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-            return None
-        return f"its name was taken meanwhile; it is kept as {private}"
-    try:
-        os.unlink(private, dir_fd=dir_fd)
-    except OSError as exc:
-        return f"it is back under its name, and also under {private} ({exc.strerror or exc})"
-    return None
-
-
 def _remove_one(f: Finding) -> Tuple[Optional[str], int]:
     """Remove ``f`` if it is still what was found, where it was found.
 
@@ -338,41 +289,51 @@ def _remove_one(f: Finding) -> Tuple[Optional[str], int]:
         dir_fd = os.open(parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if _DIR_FD else None
     except FileNotFoundError:
         return "vanished since the scan (its directory is gone)", 0
+    name = f.path.name if dir_fd is not None else str(f.path)
     try:
         dir_st = os.fstat(dir_fd) if dir_fd is not None else os.stat(parent)
         if _ident(dir_st) != f.dir_ident:
             return "its directory was replaced since the scan; left alone", 0
-        at = (lambda n: n) if dir_fd is not None else (lambda n: str(parent / n))
-        name, private = at(f.path.name), at(_PRIVATE_PREFIX + secrets.token_hex(8))
-        problem = _precheck(f, name, dir_fd)
-        if problem is not None:
-            return problem, 0
         try:
-            os.rename(name, private, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            fd = os.open(name, _OPEN_FLAGS, dir_fd=dir_fd)
         except FileNotFoundError:
             return "vanished since the scan", 0
-        try:
-            problem, nlink = _verify_moved(f, private, dir_fd)
-            if problem is None:
-                os.unlink(private, dir_fd=dir_fd)
-                return None, f.size if nlink == 1 else 0
         except OSError as exc:
-            problem = exc.strerror or str(exc)
-        kept = _put_back(private, name, dir_fd)
-        return problem if kept is None else f"{problem}; {kept}", 0
+            if exc.errno == errno.ELOOP:  # a symbolic link now: O_NOFOLLOW refused it
+                return "replaced by another file since the scan; left alone", 0
+            raise
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fd)
+            if _ident(st) != f.ident or not stat.S_ISREG(st.st_mode):
+                return "replaced by another file since the scan; left alone", 0
+            if st.st_mtime_ns != f.mtime_ns:
+                # Written to since the user saw it (the old code rewrote caches in
+                # place; a temporary file may belong to a write that resumed).
+                return "modified since the scan; left alone", 0
+            problem = _problem(fd, fh, f.kind == "temp")
+            if problem is not None:
+                return (f"{problem}; left alone" if f.kind == "temp" else
+                        f"no longer a legacy cache file ({problem}); left alone"), 0
+            # Still ours under that name? (A rename landing after this lstat, before
+            # the unlink, is the window the module docstring describes.)
+            if _ident(os.lstat(name, dir_fd=dir_fd)) != f.ident:
+                return "replaced by another file since the scan; left alone", 0
+            os.unlink(name, dir_fd=dir_fd)
+            return None, f.size if st.st_nlink == 1 else 0
     finally:
         if dir_fd is not None:
             os.close(dir_fd)
 
 
 def remove_cache_files(findings: Iterable[Finding], *, dry_run: bool = False,
-                       now: Optional[float] = None) -> CleanResult:
-    """Remove the removable findings, each re-checked right before removal.
+                       now=None) -> CleanResult:
+    """Remove the removable findings, each re-checked through an open descriptor first.
 
     A file is left alone (and listed in ``failed`` with the reason) when it
-    vanished, was replaced by another file, was modified, or is no longer a
-    cache; and when its directory was replaced or now resolves outside the
-    root it was found under. ``now`` is kept for compatibility (unused).
+    vanished, was replaced by another file, was modified, is no longer a
+    cache (a temporary file: its writer is running again); and when its
+    directory was replaced or now resolves outside the root it was found
+    under. ``now`` is ignored (kept for callers of earlier releases).
     """
     findings = [f for f in findings if f.removable]
     result = CleanResult()
@@ -395,30 +356,14 @@ def remove_cache_files(findings: Iterable[Finding], *, dry_run: bool = False,
 
 # --- output: any name, any stdout encoding ----------------------------------------
 
-_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
-
-
 def _show(path) -> str:
-    """``path`` as printable text: undecodable bytes as ``\\xNN``, control characters escaped.
-
-    A name that needs no escaping is shown as it is.
-    """
+    """``path`` as printable text: undecodable bytes as ``\\xNN``, control characters escaped."""
     text = os.fsencode(path).decode("utf-8", "surrogateescape")
     if text.isprintable():
         return text
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8 (surrogateescape)
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif ch.isprintable():
-            out.append(ch)
-        else:
-            out.append(f"\\x{code:02x}" if code < 0x100 else
-                       f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
-    return "".join(out)
+    return "".join(ch if ch.isprintable() and ch != "\\" else
+                   f"\\x{ord(ch) - 0xDC00:02x}" if 0xDC80 <= ord(ch) <= 0xDCFF else  # not UTF-8
+                   repr(ch)[1:-1] for ch in text)
 
 
 def _say(text: str = "", file=None, **kwargs) -> None:
@@ -453,16 +398,16 @@ def _describe(f: Finding) -> str:
     return f"{what}{_show(f.path)} ({_human(f.size)}{links})"
 
 
-EPILOG = f"""\
+EPILOG = """\
 what is removed:
   PATH/**/<stem>.g<G>k<K>.groups_cache.npz that np.load(allow_pickle=False)
   reads as a legacy cache (a zip starting at the first byte, the legacy
   members, dtypes and shapes, checked from the zip directory and array
   headers; nothing is unpickled), and the temporary files of interrupted
-  cache writes (.<cache name>.<...>.tmp) that hold a complete cache and whose
-  writer is gone or that are {TEMP_MIN_AGE / 3600:g} hour old (younger ones may be a write in
-  progress). Look-alikes, datasets and symbolic links are never removed.
-  Every name of a hard-linked cache is removed; its space is freed with the last.
+  cache writes (.<cache name>.<...>.tmp) whose writer is gone (its lock on
+  the file is free) and that hold the start of a cache (or nothing yet).
+  Look-alikes, datasets and symbolic links are never removed. Every name of
+  a hard-linked cache is removed; its space is freed with the last.
 
 symbolic links:
   a directory PATH that is a symbolic link is followed (like find -H);

@@ -9,6 +9,8 @@ import signal
 import sys
 import threading
 
+from tqdm.contrib.logging import logging_redirect_tqdm
+
 from ptycho_grouping import __version__
 
 from .commands import COMMANDS
@@ -55,7 +57,8 @@ def main(argv=None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     try:
-        return args.run(args)
+        with logging_redirect_tqdm():  # log lines print above a progress bar, not through it
+            return args.run(args)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

@@ -3,17 +3,19 @@
 ``-q`` means errors only: no progress bars, notes, warnings or summaries.
 What a command exists to print (the strategy list, ``info``, the bench
 table, the list of a ``clean-cache --dry-run``) is its answer and is printed
-anyway. Notes, warnings and log lines go through :func:`progress.write_line`,
+anyway. Notes and warnings go through :func:`progress.write_line`, and log
+lines through tqdm's ``logging_redirect_tqdm`` (set up in :func:`.main.main`),
 so they print above a progress bar instead of through it.
 """
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 
 from .messages import in_command_words
 from .options import PROG
-from .progress import BarHandler, progress_wanted, write_line
+from .progress import progress_wanted, write_line
 
 __all__ = ["configure", "summary", "note", "warning"]
 
@@ -23,11 +25,12 @@ def configure(args) -> None:
     args.show_progress = progress_wanted(args.progress, args.quiet)
     level = logging.ERROR if args.quiet else (logging.WARNING, logging.INFO,
                                               logging.DEBUG)[min(args.verbose, 2)]
-    handler = BarHandler()
+    handler = logging.StreamHandler(sys.stderr)  # main() redirects it above the bars
+    handler.set_name(PROG)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     for old in root.handlers[:]:
-        if isinstance(old, BarHandler):  # main() run twice in one process (tests)
+        if old.get_name() == PROG:  # main() run twice in one process (tests)
             root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)

@@ -5,20 +5,19 @@ is a terminal, off under ``-q``, when stderr is piped or redirected, and in
 CI logs (the ``CI`` environment variable that CI services set), unless the
 user asked with ``--progress`` (or refused with ``--no-progress``). Bars are
 tqdm's, which draws correctly in terminals and notebooks; while one is on
-screen, log lines and warnings go through ``tqdm.write`` so that they print
-above it instead of through it.
+screen, notes and warnings go through ``tqdm.write`` (log lines through
+tqdm's ``logging_redirect_tqdm``) so that they print above it, not through it.
 """
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
 from typing import Iterator, Optional
 
 from tqdm import tqdm
 
-__all__ = ["progress_wanted", "bar", "stage", "write_line", "BarHandler"]
+__all__ = ["progress_wanted", "bar", "stage", "write_line"]
 
 #: Environment variable CI services (GitHub Actions, GitLab, Travis, ...) set.
 CI_VARIABLE = "CI"
@@ -87,12 +86,3 @@ def write_line(text: str) -> None:
     """Print one line on stderr, above any bar that is on screen."""
     tqdm.write(text, file=sys.stderr)
 
-
-class BarHandler(logging.Handler):
-    """A logging handler that prints through :func:`write_line`, so bars stay intact."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            write_line(self.format(record))
-        except Exception:  # logging must never break the command
-            self.handleError(record)

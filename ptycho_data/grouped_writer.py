@@ -39,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ptycho_grouping.atomic_write import atomic_hdf5, atomic_write
+from ptycho_grouping.atomic_hdf5 import atomic_hdf5
+from ptycho_grouping.atomic_write import atomic_write
 from ptycho_grouping.validation import check_positive_int
 
 from .grouped_arrays import (X_FULL_DTYPE, frame_energies, frames_value_range, member_coords,
@@ -449,7 +450,7 @@ class Hdf5Sink:
     def create(cls, path, n_rows: int, reserve: int = 0):
         """Write the HDF5 file that replaces ``path`` atomically when the block ends.
 
-        Through :func:`~ptycho_grouping.atomic_write.atomic_hdf5`: whatever
+        Through :func:`~ptycho_grouping.atomic_hdf5.atomic_hdf5`: whatever
         fails (a full disk included), HDF5 is closed before the exception
         propagates (HDF5 2.0 can crash closing a failed file at exit), no
         temporary is left and an existing ``path`` is untouched. ``reserve``

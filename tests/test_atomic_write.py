@@ -3,7 +3,6 @@ import errno
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -14,7 +13,8 @@ import numpy as np
 import pytest
 
 from ptycho_grouping import atomic_write as aw
-from ptycho_grouping.atomic_write import atomic_hdf5, atomic_write
+from ptycho_grouping.atomic_hdf5 import atomic_hdf5
+from ptycho_grouping.atomic_write import atomic_write
 
 HAVE_TMPFILE = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,12 +50,13 @@ def test_the_yielded_path_is_unnamed_only_with_o_tmpfile(tmp_path, mode):
     with atomic_write(tmp_path / "out.bin") as tmp:
         open(tmp, "wb").close()
         listed = os.listdir(tmp_path)
+        stale = is_stale(tmp)
     if mode == "unnamed":
         assert str(tmp).startswith("/proc/self/fd/") and listed == []
     else:
         assert tmp.parent == tmp_path and listed == [tmp.name]
-        m = aw.TEMP_NAME_RE.match(tmp.name)
-        assert m["target"] == "out.bin" and int(m["pid"]) == os.getpid()
+        assert aw.is_temporary_of(tmp.name, "out.bin")
+    assert not stale  # its writer holds the lock
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
@@ -111,7 +112,7 @@ def test_a_filesystem_without_o_tmpfile_gets_a_named_temporary(tmp_path, monkeyp
     monkeypatch.setattr(os, "open", no_tmpfile)
     with atomic_write(tmp_path / "out.bin") as tmp, open(tmp, "wb") as fh:
         fh.write(b"data")
-        assert aw.TEMP_NAME_RE.match(tmp.name)
+        assert aw.is_temporary_of(tmp.name, "out.bin")
     assert (tmp_path / "out.bin").read_bytes() == b"data"
     assert os.listdir(tmp_path) == ["out.bin"]
 
@@ -144,53 +145,106 @@ def test_numpy_zipfile_and_h5py_write_through_the_yielded_path(tmp_path, mode):
 
 # -- writers that were killed ------------------------------------------------------
 
-def identity(pid=None, start=None, pidns=None, host=None, target="out.bin"):
-    pid = os.getpid() if pid is None else pid
-    start = aw._process_start(pid) if start is None else start
-    pidns = aw._pid_namespace() if pidns is None else pidns
-    host = aw._host() if host is None else host
-    return f".{target}.{pid}-{start}-{pidns}@{host}.0123abcd.tmp"
+def is_stale(path) -> bool:
+    """What a cleaner would decide: can the writer's lock on ``path`` be taken?"""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return aw.lock_if_stale(fd)
+    finally:
+        os.close(fd)
 
 
-def dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
+@pytest.mark.parametrize("name, target, ok", [
+    (".scan.npz.x7ghq2a1.tmp", "scan.npz", True),                       # 0.1: mkstemp
+    (".scan.npz.4242-98765-4026531836@node-7.0123abcd.tmp", "scan.npz", True),  # late 0.1, 0.2
+    (aw.temporary_name("scan.npz"), "scan.npz", True),                  # today
+    (".a.b.npz.1-2-3@h.0123abcd.tmp", "a.b.npz", True),
+    (".scan.npz.x7ghq2a1.tmp", "scan", False),                          # another target's
+    (".scan.npz.notes.tmp", "scan.npz", False),                         # not a writer's tag
+    ("scan.npz.x7ghq2a1.tmp", "scan.npz", False),
+    (".scan.npz.x7ghq2a1.tmp\n", "scan.npz", False),
+])
+def test_temporary_names_of_every_release(name, target, ok):
+    assert aw.is_temporary_of(name, target) is ok
+    if ok:
+        assert aw.TEMP_NAME_RE.match(name)
 
 
-def test_temporary_names_identify_this_process():
-    name = aw.temporary_name("scan.npz")
-    m = aw.TEMP_NAME_RE.match(name)
-    assert m["target"] == "scan.npz" and int(m["pid"]) == os.getpid()
-    assert m["host"] == aw._host() and not aw.writer_is_gone(name)
-    if os.path.isdir("/proc/self"):
-        assert int(m["start"]) > 0 and int(m["pidns"]) > 0
+HOLDING_WRITER = textwrap.dedent("""
+    import os, sys
+    del os.O_TMPFILE                      # a named temporary file
+    from ptycho_grouping.atomic_write import atomic_write
+    with atomic_write(sys.argv[1]) as tmp, open(tmp, "wb") as fh:
+        fh.write(b"partial")
+        fh.flush()
+        print(tmp, flush=True)
+        sys.stdin.readline()               # held open until told (or killed)
+""")
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
-def test_who_counts_as_gone():
-    me = os.getpid()
-    start = aw._process_start(me)
-    assert not aw.writer_is_gone(identity())                      # alive: this process
-    assert aw.writer_is_gone(identity(pid=dead_pid()))           # exited
-    assert aw.writer_is_gone(identity(start=start + 1))          # PID reused by this process
-    assert not aw.writer_is_gone(identity(start=0))              # start unknown: keep
-    assert not aw.writer_is_gone(identity(pid=dead_pid(), host="elsewhere"))  # cannot tell
-    assert not aw.writer_is_gone(identity(pid=dead_pid(), pidns=1))           # cannot tell
-    assert not aw.writer_is_gone(".out.bin.x7ghq2a1.tmp")        # mkstemp's: no writer known
+def start_holding_writer(target: Path) -> tuple:
+    """A real writer process inside ``atomic_write(target)``; ``(process, its temporary)``."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLDING_WRITER, str(target)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    return proc, Path(proc.stdout.readline().decode().strip())
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
-def test_only_dead_writers_leftovers_of_the_same_target_are_removed(tmp_path):
-    dead, live = identity(pid=dead_pid()), identity()
-    other_target = identity(pid=dead_pid(), target="other.bin")
-    for name in (dead, live, other_target, "out.bin.notes.tmp", ".out.bin.k2x_9qz1.tmp"):
-        (tmp_path / name).write_bytes(b"partial")
-    (tmp_path / identity(pid=dead_pid(), start=1)).mkdir()      # a directory: never
-    (tmp_path / identity(pid=dead_pid(), start=2)).symlink_to(tmp_path / live)
-    before = set(os.listdir(tmp_path))
-    write_bytes(tmp_path / "out.bin", b"new")
-    assert set(os.listdir(tmp_path)) == before - {dead} | {"out.bin"}
+def test_a_live_writers_temporary_is_kept_a_sigkilled_ones_is_stale(tmp_path):
+    target = tmp_path / "out.bin"
+    proc, tmp = start_holding_writer(target)
+    try:
+        assert tmp.parent == tmp_path and tmp.read_bytes() == b"partial"
+        assert not is_stale(tmp)
+        assert aw.remove_stale_temporaries(target) == [] and tmp.exists()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert is_stale(tmp)  # the kernel dropped the lock with the process
+    assert aw.remove_stale_temporaries(target) == [tmp] and os.listdir(tmp_path) == []
+
+
+def test_cleanup_removes_only_stale_temporaries_of_the_same_target(tmp_path):
+    target = tmp_path / "out.bin"
+    proc, live = start_holding_writer(target)
+    try:
+        stale = [tmp_path / ".out.bin.x7ghq2a1.tmp",                         # 0.1
+                 tmp_path / ".out.bin.4242-1-2@node.0123abcd.tmp",           # 0.2
+                 tmp_path / aw.temporary_name("out.bin")]                   # today's, killed
+        kept = [tmp_path / ".other.bin.x7ghq2a1.tmp", tmp_path / ".out.bin.notes.tmp",
+                tmp_path / "out.bin.x7ghq2a1.tmp"]
+        for path in stale + kept:
+            path.write_bytes(b"partial")
+        (tmp_path / aw.temporary_name("out.bin")).mkdir()                  # a directory: never
+        (tmp_path / aw.temporary_name("out.bin")).symlink_to(stale[0])     # a link: never
+        before = set(os.listdir(tmp_path))
+        write_bytes(target, b"new")
+        assert set(os.listdir(tmp_path)) == before - {p.name for p in stale} | {"out.bin"}
+        assert live.exists() and target.read_bytes() == b"new"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_new_file_that_a_cleaner_removed_before_it_was_locked_is_replaced(tmp_path, monkeypatch):
+    # A named temporary file exists, unlocked, between open() and flock(): a
+    # cleaner may find it stale there. The writer then sees it has no name
+    # left and takes another.
+    monkeypatch.delattr(os, "O_TMPFILE", raising=False)
+    target, real_lock, raced = tmp_path / "out.bin", aw._lock, []
+
+    def lock_after_a_cleaner(fd):
+        if not raced:
+            raced.extend(aw.remove_stale_temporaries(target))
+        real_lock(fd)
+
+    monkeypatch.setattr(aw, "_lock", lock_after_a_cleaner)
+    with atomic_write(target) as tmp, open(tmp, "wb") as fh:
+        fh.write(b"data")
+        assert tmp.exists() and tmp not in raced and not is_stale(tmp)
+    assert len(raced) == 1 and target.read_bytes() == b"data"
+    assert os.listdir(tmp_path) == ["out.bin"]
 
 
 KILLED_WRITER = textwrap.dedent("""
@@ -265,8 +319,8 @@ def test_a_killed_writer_leaves_nothing_after_the_next_write(tmp_path, mode, how
     if mode == "unnamed":
         assert leftovers == []          # the kernel freed the unnamed file
     else:
-        assert len(leftovers) == 1 and aw.TEMP_NAME_RE.match(leftovers[0])["target"] == name
-        assert aw.writer_is_gone(leftovers[0])
+        assert len(leftovers) == 1 and aw.is_temporary_of(leftovers[0], name)
+        assert is_stale(tmp_path / leftovers[0])
     write_bytes(target, b"the next run")  # any atomic_write to the same target
     assert os.listdir(tmp_path) == [name] and target.read_bytes() == b"the next run"
 
@@ -326,7 +380,7 @@ def test_full_disk_png(tmp_path, mode, monkeypatch):
 FULL_HDF5 = textwrap.dedent("""
     import os, resource, signal, sys
     import numpy as np
-    from ptycho_grouping.atomic_write import atomic_hdf5
+    from ptycho_grouping.atomic_hdf5 import atomic_hdf5
     target, limit, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     if mode == "named":
         del os.O_TMPFILE
@@ -404,12 +458,6 @@ def test_an_exception_inside_atomic_hdf5_closes_and_removes(tmp_path, mode):
     with h5py.File(target, "r") as h5:
         assert list(h5) == ["previous"]
     assert os.listdir(tmp_path) == ["out.h5"]
-
-
-def test_hostname_is_sanitised(monkeypatch):
-    monkeypatch.setattr(socket, "gethostname", lambda: "node_7.cluster.example")
-    name = aw.temporary_name("a.npz")
-    assert aw.TEMP_NAME_RE.match(name)["host"] == "node-7-cluster-example"
 
 
 def test_the_file_is_on_disk_before_the_rename_and_the_rename_after(tmp_path, mode, monkeypatch):

@@ -1,4 +1,4 @@
-"""migration/clean_cache.py on real trees: caches, datasets, decoys, links, failures."""
+"""The legacy-cache cleaner on real trees: caches, datasets, decoys, links, failures."""
 import io
 import os
 import subprocess
@@ -223,7 +223,7 @@ def test_help_documents_links_temporary_files_and_exit_status(capsys):
         clean_cache.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     for phrase in ("is a symbolic link is followed", "never followed", ".tmp",
-                   f"{clean_cache.TEMP_MIN_AGE / 3600:g} hour old", "130"):
+                   "its lock on the file is free", "130"):
         assert phrase in text
 
 
@@ -308,14 +308,14 @@ def test_ctrl_c_at_the_question_removes_nothing(tree, monkeypatch, capsys):
 
 
 def test_removal_failure_is_reported_and_the_run_goes_on(tree, monkeypatch, capsys):
-    real_rename = os.rename
+    real_unlink = os.unlink
 
-    def rename(src, dst, *a, **kw):
-        if os.fspath(src) in (tree["cache1"].name, str(tree["cache1"])):
+    def unlink(path, *a, **kw):
+        if os.fspath(path) in (tree["cache1"].name, str(tree["cache1"])):
             raise PermissionError(13, "Permission denied")
-        return real_rename(src, dst, *a, **kw)
+        return real_unlink(path, *a, **kw)
 
-    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(os, "unlink", unlink)
     status, out, err = clean(capsys, "--yes", tree["root"])
     assert status == 1
     assert f"could not remove {tree['cache1']}: Permission denied" in err
@@ -323,24 +323,20 @@ def test_removal_failure_is_reported_and_the_run_goes_on(tree, monkeypatch, caps
     assert "removed 1 file(s)" in out and "1 failed" in out
 
 
-def test_a_failed_unlink_puts_the_file_back_under_its_name(tree, monkeypatch):
+def test_a_failed_unlink_leaves_the_file_as_it_was(tree, monkeypatch):
     before = sorted(os.listdir(tree["cache1"].parent))
 
-    real_unlink, tried = os.unlink, set()
-
-    def unlink(path, *a, **kw):  # the removal fails, putting it back works
-        if os.fspath(path) not in tried:
-            tried.add(os.fspath(path))
-            raise PermissionError(13, "Permission denied")
-        return real_unlink(path, *a, **kw)
+    def unlink(path, *a, **kw):
+        raise PermissionError(13, "Permission denied")
 
     findings = removable(tree)
     monkeypatch.setattr(os, "unlink", unlink)
     result = clean_cache.remove_cache_files(findings)
     monkeypatch.undo()
-    assert [m for _, m in result.failed] == ["Permission denied"] * 2
+    assert [m for _, m in result.failed] == ["Permission denied"] * 2 and result.removed == []
     assert sorted(os.listdir(tree["cache1"].parent)) == before
-    assert clean_cache.cache_file_problem(open(tree["cache1"], "rb")) is None
+    with open(tree["cache1"], "rb") as fh:
+        assert clean_cache.cache_file_problem(fh) is None
 
 
 def removable(tree):
@@ -417,25 +413,26 @@ def cache_bytes(seed=0) -> bytes:
         return path.read_bytes()
 
 
-def test_old_complete_temporaries_are_removed_young_or_partial_ones_kept(tree, capsys):
-    old = make_temp(tree["root"] / "run1", "scan.g2k4.groups_cache.npz", 2 * 3600, cache_bytes())
-    young = make_temp(tree["root"] / "run2", "other.g2k4.groups_cache.npz", 60, cache_bytes(1))
-    partial = make_temp(tree["root"] / "run2" / "deep", "other.g2k4.groups_cache.npz", 2 * 3600,
-                        cache_bytes()[:300])  # killed half-way: not provably a cache
+def test_stale_temporaries_are_removed_complete_partial_or_empty_at_any_age(tree, capsys):
+    complete = make_temp(tree["root"] / "run1", "scan.g2k4.groups_cache.npz", 2 * 3600,
+                         cache_bytes())
+    partial = make_temp(tree["root"] / "run2" / "deep", "other.g2k4.groups_cache.npz", 60,
+                        cache_bytes()[:300])  # killed half-way, a minute ago
+    empty = tree["root"] / "run2" / ".other.g2k4.groups_cache.npz.1234-5-6@node.0123abcd.tmp"
+    empty.write_bytes(b"")  # 0.2's name, killed before writing
     unrelated = make_temp(tree["root"] / "run1", "scan.npz", 2 * 3600, cache_bytes())
+    temps = (complete, partial, empty)
     status, out, _ = clean(capsys, "--dry-run", tree["root"])
     assert status == 0
-    assert f"would remove leftover temporary file {old} ({old.stat().st_size} bytes)" in out
-    assert f"skipped {young}: temporary file modified 1 min ago" in out
-    assert f"skipped {partial}: temporary file of a cache write, but not a complete cache" in out
+    for tmp in temps:
+        assert f"would remove leftover temporary file {tmp} ({tmp.stat().st_size} bytes)" in out
     assert str(unrelated) not in out
-    total = total_of(tree) + old.stat().st_size
-    assert (f"would remove 3 file(s), freeing {clean_cache._total(total)}; "
-            "1 of them leftover temporary file(s)") in out
+    total = total_of(tree) + sum(tmp.stat().st_size for tmp in temps)
+    assert (f"would remove 5 file(s), freeing {clean_cache._total(total)}; "
+            "3 of them leftover temporary file(s)") in out
     status, out, _ = clean(capsys, "--yes", tree["root"])
-    assert status == 0 and not old.exists()
-    assert young.exists() and partial.exists() and unrelated.exists()
-    assert f"removed leftover temporary file {old}" in out
+    assert status == 0 and not any(tmp.exists() for tmp in temps) and unrelated.exists()
+    assert f"removed leftover temporary file {partial}" in out
 
 
 @pytest.mark.parametrize("text", [b"my notes on the g2k4 run\n", b"PK\x03\x04 not really"])
@@ -444,7 +441,7 @@ def test_a_text_file_named_like_an_old_temporary_is_never_removed(tree, capsys, 
     assert notes.name == ".thesis.g2k4.groups_cache.npz.k2x_9qz1.tmp"
     status, out, _ = clean(capsys, "--yes", tree["root"])
     assert status == 0 and notes.read_bytes() == text
-    assert f"skipped {notes}: temporary file of a cache write, but not a complete cache" in out
+    assert f"skipped {notes}: temporary file of a cache write, but not the start of a cache" in out
 
 
 def test_a_temporary_file_written_to_after_the_scan_is_kept(tree):
@@ -483,12 +480,52 @@ def test_a_killed_cache_write_leaves_a_temporary_the_cleaner_removes(tmp_path, c
     assert f"removed leftover temporary file {tmp_path / leftover}" in out
 
 
-def test_a_live_writers_complete_temporary_is_kept(tmp_path, capsys):
-    from ptycho_grouping.atomic_write import temporary_name
-    live = tmp_path / temporary_name("scan.g2k4.groups_cache.npz")  # this process: alive
-    live.write_bytes(cache_bytes())
-    status, out, _ = clean(capsys, "--yes", tmp_path)
-    assert status == 0 and live.exists() and "a cache write may still be running" in out
+HOLDING_WRITER = """
+import os, sys
+from pathlib import Path
+del os.O_TMPFILE  # a named temporary file
+from ptycho_grouping.atomic_write import atomic_write
+with atomic_write(sys.argv[1]) as tmp, open(tmp, "wb") as fh:
+    fh.write(Path(sys.argv[2]).read_bytes())
+    fh.flush()
+    print(tmp, flush=True)
+    sys.stdin.readline()  # held open until killed
+"""
+
+
+def test_a_live_writers_temporary_is_kept_and_removed_once_it_is_sigkilled(tmp_path, capsys):
+    source = tmp_path / "bytes"
+    source.write_bytes(cache_bytes()[:300])
+    (tmp_path / "out").mkdir()
+    target = tmp_path / "out" / "scan.g2k4.groups_cache.npz"
+    proc = subprocess.Popen([sys.executable, "-c", HOLDING_WRITER, str(target), str(source)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        tmp = Path(proc.stdout.readline().decode().strip())
+        status, out, _ = clean(capsys, "--yes", tmp_path / "out")
+        assert status == 0 and tmp.exists()
+        assert (f"skipped {tmp}: temporary file of a cache write that is still running "
+                "(its writer holds its lock); left alone") in out
+    finally:
+        proc.kill()
+        proc.wait()
+    status, out, _ = clean(capsys, "--yes", tmp_path / "out")
+    assert status == 0 and os.listdir(tmp_path / "out") == []
+    assert f"removed leftover temporary file {tmp} (300 bytes)" in out
+
+
+def test_a_temporary_whose_writer_came_back_is_kept(tree, monkeypatch):
+    tmp = make_temp(tree["root"] / "run1", "scan.g2k4.groups_cache.npz", 60, cache_bytes())
+    findings = [f for f in removable(tree) if f.kind == "temp"]
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        import fcntl
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a live writer holds it
+        [(_, message)] = clean_cache.remove_cache_files(findings).failed
+    finally:
+        os.close(fd)
+    assert tmp.exists() and message.startswith("temporary file of a cache write that is still")
 
 
 # -- hostile files and trees ------------------------------------------------------
@@ -564,66 +601,43 @@ def test_shown_names():
     assert show("bell\x07") == "bell\\x07"
 
 
-def test_racing_renames_never_get_a_non_cache_deleted(tmp_path, monkeypatch):
-    """A thread swaps a user file in and out under the cache's name while the cleaner runs.
+def swap_in(user_file: Path, name: Path, when: str, monkeypatch):
+    """Rename ``user_file`` over ``name`` just before the cleaner's ``when`` call (once)."""
+    real = getattr(os, when)
 
-    The cleaner must never unlink the user's file, whatever it finds under
-    the cache's name. (The racer's own renames overwrite files: when the
-    cleaner holds the user's file aside for a moment, one of the racer's
-    renames can fail and its next one overwrite the file it put back. That
-    is the racer's rename, not a removal, so the test watches what the
-    cleaner unlinks rather than counting surviving copies.)
-    """
-    import threading
-    precious = b"the only copy of someone's notes"
-    real = cache_bytes()
-    real_unlink, unlinked = os.unlink, []
+    def racing(path, *args, **kwargs):
+        if os.fspath(path) in (name.name, str(name)) and user_file.exists():
+            os.rename(user_file, name)
+        return real(path, *args, **kwargs)
 
-    def unlink(path, *a, **kw):  # record the identity and link count of what is unlinked
-        st = os.lstat(path, dir_fd=kw.get("dir_fd"))
-        unlinked.append((st.st_dev, st.st_ino, st.st_nlink))
-        return real_unlink(path, *a, **kw)
+    monkeypatch.setattr(os, when, racing)
 
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        for trial in range(200):
-            d = tmp_path / f"t{trial}"
-            d.mkdir()
-            name, decoy, parked = (d / "scan.g2k4.groups_cache.npz", d / "notes.txt",
-                                   d / "parked")
-            name.write_bytes(real)
-            decoy.write_bytes(precious)
-            user_file = os.stat(decoy)
-            findings = [f for f in clean_cache.find_cache_files([d]) if f.removable]
-            stop = threading.Event()
 
-            def swap():
-                while not stop.is_set():
-                    for src, dst in ((name, parked), (decoy, name), (name, decoy),
-                                     (parked, name)):
-                        try:
-                            os.rename(src, dst)
-                        except OSError:
-                            pass
+@pytest.mark.parametrize("when", ["open", "lstat"])
+def test_a_file_renamed_over_the_cache_before_its_last_check_is_kept(tree, monkeypatch, when):
+    findings = removable(tree)
+    notes = tree["root"] / "run1" / "notes.txt"
+    notes.write_bytes(b"the only copy of someone's notes")
+    swap_in(notes, tree["cache1"], when, monkeypatch)
+    result = clean_cache.remove_cache_files(findings)
+    monkeypatch.undo()
+    assert tree["cache1"].read_bytes() == b"the only copy of someone's notes"
+    assert [(f.path, m) for f, m in result.failed] == [
+        (tree["cache1"], "replaced by another file since the scan; left alone")]
+    assert not tree["cache2"].exists()
 
-            racer = threading.Thread(target=swap)
-            unlinked.clear()
-            racer.start()
-            monkeypatch.setattr(os, "unlink", unlink)
-            try:
-                result = clean_cache.remove_cache_files(findings)
-            finally:
-                monkeypatch.undo()
-                stop.set()
-                racer.join()
-            # Unlinking a last name destroys a file; a put-back only drops the private name.
-            destroyed = {u[:2] for u in unlinked if u[2] == 1}
-            assert (user_file.st_dev, user_file.st_ino) not in destroyed, trial
-            assert destroyed <= {findings[0].ident}, trial  # only ever the cache it checked
-            assert len(result.removed) + len(result.failed) == 1
-    finally:
-        sys.setswitchinterval(switch)
+
+def test_the_documented_window_a_rename_between_last_check_and_unlink(tree, monkeypatch):
+    # What the module docstring and MIGRATION.md warn about: a file renamed
+    # over the name after the last check and before the unlink loses that
+    # name (here its only one). The cache it replaced keeps no name either.
+    findings = removable(tree)[:1]
+    notes = tree["root"] / "run1" / "notes.txt"
+    notes.write_bytes(b"notes")
+    swap_in(notes, tree["cache1"], "unlink", monkeypatch)
+    result = clean_cache.remove_cache_files(findings)
+    monkeypatch.undo()
+    assert result.removed == findings and not tree["cache1"].exists() and not notes.exists()
 
 
 # -- reporting -----------------------------------------------------------------
