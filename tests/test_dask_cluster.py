@@ -138,3 +138,31 @@ def test_workers_killed_every_time_fail_in_one_line_and_leave_nothing(demo, tmp_
     assert rc == 1 and kills >= 2
     assert len(ours) == 1 and ours[0].startswith("ptycho-group: error: KilledWorker: ")
     assert os.listdir(out.parent) == []  # no store, no temporary, no lock
+
+
+@pytest.mark.slow
+def test_two_workers_of_512_mib_group_a_store_four_times_larger(tmp_path):
+    import shutil
+    import zarr
+    from ptycho_cli.bench_out_of_core import write_store
+    limit, N = 512, 64
+    frames = (4 * limit + 64) * 2**20 // (N * N * 4)   # 2112 MiB of float32 patterns
+    if shutil.disk_usage(tmp_path).free < 14 << 30:
+        pytest.skip("needs about 14 GB of free disk")
+    store = tmp_path / "store.npz"
+    write_store(store, frames, N)
+    assert store.stat().st_size >= 4 * limit * 2**20
+    args = ["--groups", frames // 4, "--seed", 1, "--gridsize", 2, "--chunk-groups", 64]
+    assert main(["-q", "group", str(store), "-o", str(tmp_path / "g.zarr"), *map(str, args),
+                 "--dask", "local:2", "--dask-memory-limit", f"{limit}MiB"]) == 0
+    assert main(["-q", "group", str(store), "-o", str(tmp_path / "g.npz"), *map(str, args)]) == 0
+    from ptycho_grouping.npz_io import load_npz
+    got = zarr.open_group(str(tmp_path / "g.zarr"), mode="r")
+    npz = load_npz(tmp_path / "g.npz", mmap_keys=("diffraction", "X_full"))
+    npz.pop("provenance")
+    assert sorted(npz) == sorted(got.array_keys())
+    for key, expected in npz.items():
+        assert got[key].dtype == expected.dtype and got[key].shape == expected.shape, key
+        for start in range(0, len(expected), 4096):  # bounded memory
+            assert np.array_equal(got[key][start:start + 4096],
+                                  expected[start:start + 4096]), key
