@@ -2,4 +2,6 @@ import sys
 
 from . import main
 
-sys.exit(main())
+# Guarded: Dask's worker processes are spawned and import the main module again.
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,10 @@
-"""The dataset a command works on: a user's NPZ (memory-mapped when it can be) or the demo."""
+"""The dataset a command works on: a user's NPZ (memory-mapped when it can be), CXI or Zarr, or the demo.
+
+Patterns stay on disk whenever the format allows (an uncompressed NPZ is
+memory-mapped, a CXI file's dataset and a Zarr store's array are read where
+needed), so that a file of any size opens in constant memory and Dask
+workers can read it by path.
+"""
 from __future__ import annotations
 
 import zipfile
@@ -6,12 +12,13 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 from ptycho_data.raw_data import RawData
+from ptycho_data.zarr_output import is_zarr_store
 
 from .demo import make_demo
 from .options import UsageError
 from .progress import stage
 
-__all__ = ["PATTERN_MEMBERS", "DEMO_POINTS", "check_input_path", "stored_members",
+__all__ = ["PATTERN_MEMBERS", "CXI_SUFFIXES", "DEMO_POINTS", "check_input_path", "stored_members",
            "open_dataset", "open_demo", "open_input"]
 
 #: Members that hold pattern stacks, memory-mapped when stored uncompressed.
@@ -20,11 +27,15 @@ PATTERN_MEMBERS = ("diff3d", "diffraction", "Y")
 DEMO_POINTS = 10_000
 
 
+#: INPUT endings read as CXI (HDF5) files.
+CXI_SUFFIXES = (".cxi", ".h5", ".hdf5")
+
+
 def check_input_path(path) -> Path:
-    """``path`` as a Path, or a UsageError naming it when it is not a file."""
+    """``path`` as a Path, or a UsageError naming it when it is not a file (or a Zarr store)."""
     path = Path(path)
-    if path.is_dir():
-        raise UsageError(f"INPUT {path} is a directory, not an NPZ file")
+    if path.is_dir() and not is_zarr_store(path):
+        raise UsageError(f"INPUT {path} is a directory, not an NPZ file or a Zarr store")
     if not path.exists():
         raise UsageError(f"input file not found: {path}")
     return path
@@ -50,6 +61,13 @@ def open_dataset(path) -> Tuple[RawData, Tuple[str, ...]]:
     opens in constant memory; a compressed file has to be loaded.
     """
     path = check_input_path(path)
+    if path.is_dir():
+        from ptycho_data.zarr_input import open_zarr_dataset
+        raw = open_zarr_dataset(path)
+        return raw, ("diff3d",) + (("Y",) if raw.Y is not None else ())
+    if path.suffix.lower() in CXI_SUFFIXES:
+        raw = RawData.from_cxi(path)
+        return raw, ("diff3d",)
     members = stored_members(path)
     present = [name for name in PATTERN_MEMBERS if name in members]
     mappable = bool(present) and all(members[name] for name in present)

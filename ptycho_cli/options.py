@@ -91,19 +91,21 @@ def common_options() -> argparse.ArgumentParser:
     return common
 
 
-def check_output_path(path, input_path=None, option: str = "-o") -> Path:
+def check_output_path(path, input_path=None, option: str = "-o",
+                      directory_ok: bool = False) -> Path:
     """Check that ``path`` can be written, before any work is done.
 
     The check creates (and at once removes) a temporary file in the target
     directory, so a read-only directory or file system, a missing directory
     or a directory in place of the file are reported with the path the
     user gave, not with the hidden temporary name a writer would use.
+    ``directory_ok``: the output is a directory (a Zarr store) that may replace one.
     """
     out = Path(path)
     parent = out.parent
     if not parent.is_dir():
         raise UsageError(f"output directory does not exist: {parent}")
-    if out.is_dir():
+    if out.is_dir() and not directory_ok:
         raise UsageError(f"output path is a directory: {out}")
     if input_path is not None and out.exists() and os.path.samefile(out, input_path):
         raise UsageError(f"output {out} is the input file: writing it would replace the dataset")

@@ -36,7 +36,7 @@ from .patches import extract_patches
 from .pattern_store import gather_frames
 
 __all__ = ["compute", "lazy_pattern_arrays", "lazy_gathered", "lazy_patches", "block_groups",
-           "MemmapReader", "Hdf5Reader", "DaskReader"]
+           "MemmapReader", "Hdf5Reader", "DaskReader", "portable", "open_store"]
 
 #: Bytes of patterns per Dask block (per output array).
 BLOCK_BYTES = 64 << 20
@@ -61,42 +61,18 @@ def compute(*arrays, progress=False, **kwargs):
         ``generate_grouped_data(..., lazy=True)``; computed together, so
         shared reads happen once.
     progress : bool, default False
-        True shows a tqdm bar on stderr counting finished tasks (local
-        schedulers; ``dask.distributed`` has its own dashboard).
+        True shows a tqdm bar on stderr counting finished tasks
+        (``tqdm.dask.TqdmCallback``: local schedulers; ``dask.distributed``
+        has its own dashboard).
     **kwargs
         Passed to ``dask.compute`` (``scheduler=``, ...).
     """
     dask, _ = _dask()
     if not progress:
         return dask.compute(*arrays, **kwargs)
-    with _TaskBar():
+    from tqdm.dask import TqdmCallback
+    with TqdmCallback(desc="computing", unit="task", file=sys.stderr):
         return dask.compute(*arrays, **kwargs)
-
-
-class _TaskBar:
-    """A dask local-scheduler callback driving a tqdm bar (built on first use)."""
-
-    def __enter__(self):
-        from dask.callbacks import Callback
-        from tqdm import tqdm
-
-        class Bar(Callback):
-            def _start_state(self, dsk, state):
-                self.bar = tqdm(total=sum(len(state[k]) for k in ("ready", "waiting")),
-                                unit="task", desc="computing", file=sys.stderr)
-
-            def _posttask(self, key, result, dsk, state, worker_id):
-                self.bar.update(1)
-
-            def _finish(self, dsk, state, errored):
-                self.bar.close()
-
-        self._callback = Bar()
-        self._callback.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self._callback.__exit__(*exc)
 
 
 def block_groups(group_size: int, frame_shape, dtype) -> int:
@@ -167,8 +143,13 @@ class DaskReader:
         return ("DaskReader", self.array.name)
 
 
-def _portable(store):
-    """``store`` as something a task can hold and a worker can unpickle cheaply."""
+def portable(store):
+    """``store`` as something a task can hold and a worker can unpickle cheaply.
+
+    Memory maps and HDF5 datasets become readers holding their file name
+    (:class:`MemmapReader`, :class:`Hdf5Reader`); a Zarr array pickles as its
+    store's location already; in-memory arrays are returned as they are.
+    """
     if isinstance(store, np.memmap) and isinstance(getattr(store, "base", None), mmap.mmap):
         return MemmapReader(store)  # the whole map as opened (a slice would need its offset)
     if type(store).__module__.startswith("h5py"):
@@ -183,11 +164,12 @@ def _portable(store):
 def _gather_block(idx: np.ndarray, store) -> np.ndarray:
     """The patterns of a ``(b, C)`` block of groups, channels-last ``(b, N, N, C)``."""
     b, c = idx.shape
-    frames = gather_frames(_open(store), idx.ravel())
+    frames = gather_frames(open_store(store), idx.ravel())
     return np.moveaxis(frames.reshape(b, c, *frames.shape[1:]), 1, 3)
 
 
-def _open(store):
+def open_store(store):
+    """The array behind a reader of :func:`portable` (other stores as they are)."""
     return store.open() if isinstance(store, (MemmapReader, Hdf5Reader, DaskReader)) else store
 
 
@@ -202,7 +184,7 @@ def _scaled_block(idx: np.ndarray, store, scale: float) -> np.ndarray:
 def _checked_scale(energies: np.ndarray, N: int, store, nn_indices: np.ndarray) -> float:
     """The eager path's scale; on an error the patterns' range is read for the message."""
     return normalisation_scale(energies, N,
-                               lambda: frames_value_range(_open(store), nn_indices))
+                               lambda: frames_value_range(open_store(store), nn_indices))
 
 
 # -- the arrays ------------------------------------------------------------------------
@@ -210,7 +192,7 @@ def _checked_scale(energies: np.ndarray, N: int, store, nn_indices: np.ndarray) 
 def _source(store):
     """The store as one graph node, under a name of its own."""
     dask, _ = _dask()
-    return dask.delayed(_portable(store), name=f"ptycho-store-{uuid.uuid4().hex}")
+    return dask.delayed(portable(store), name=f"ptycho-store-{uuid.uuid4().hex}")
 
 
 def _groups(nn_indices: np.ndarray, chunk_groups: int):

@@ -23,7 +23,12 @@ that ``np.load`` reads and whose members can be memory-mapped
 (``RawData.from_file(..., mmap=True)``); ``hdf5`` (h5py): one chunked dataset
 per key. Both are written through
 :func:`ptycho_grouping.atomic_write.atomic_write`: a failure (a full disk
-included) leaves any previous file intact and no temporary file.
+included) leaves any previous file intact and no temporary file. ``zarr``
+(zarr-python): a directory store built beside the target and renamed into
+place when complete (:mod:`ptycho_data.zarr_output`); the same layout the
+Dask workers of :mod:`ptycho_data.cluster_writer` write.
+
+Each output records how it was made (:mod:`ptycho_data.provenance`).
 """
 from __future__ import annotations
 
@@ -48,11 +53,13 @@ from .grouped_arrays import (X_FULL_DTYPE, frame_energies, frames_value_range, m
 from .patches import extract_patches
 from .pattern_store import gather_frames
 from .progress import progress_advance
+from .provenance import KEY as PROVENANCE_KEY, grouping_provenance, to_json
+from .zarr_output import ZarrSink, aligned_groups, chunk_rows as zarr_chunk_rows, zarr_module
 
-__all__ = ["write_grouped", "FORMATS", "NpzSink", "Hdf5Sink", "DEFAULT_CHUNK_MIB",
+__all__ = ["write_grouped", "FORMATS", "NpzSink", "Hdf5Sink", "ZarrSink", "DEFAULT_CHUNK_MIB",
            "chunk_groups_for", "streamed_scale"]
 
-FORMATS = ("npz", "hdf5")
+FORMATS = ("npz", "hdf5", "zarr")
 #: MiB of gathered diffraction per chunk when no group count is given: the one
 #: large buffer. Everything else is written in blocks of :data:`BLOCK_BYTES`.
 DEFAULT_CHUNK_MIB = 256
@@ -68,7 +75,7 @@ log = logging.getLogger(__name__)
 
 
 def write_grouped(raw, path, N, *, out_format="npz", chunk_groups=None, chunk_mib=None,
-                  progress=False, **grouping) -> np.ndarray:
+                  progress=False, provenance=True, input_path=None, **grouping) -> np.ndarray:
     """Group ``raw`` and write the grouped arrays to ``path`` in bounded memory.
 
     Parameters
@@ -77,7 +84,9 @@ def write_grouped(raw, path, N, *, out_format="npz", chunk_groups=None, chunk_mi
     path : str or os.PathLike
     N : int
         Pattern size, as for ``generate_grouped_data``.
-    out_format : {"npz", "hdf5"}
+    out_format : {"npz", "hdf5", "zarr"}
+        ``zarr`` writes a directory store (:mod:`ptycho_data.zarr_output`)
+        whose chunks are whole writer chunks.
     chunk_groups : int, optional
         Groups whose patterns are gathered at once; memory is about this many
         groups' diffraction. Default: as many as hold ``chunk_mib`` MiB (see
@@ -89,6 +98,12 @@ def write_grouped(raw, path, N, *, out_format="npz", chunk_groups=None, chunk_mi
         True shows a progress bar (tqdm, bytes written) on stderr; a callable
         is called with ``(bytes_written, total_bytes)`` after each block.
         Either also lets the grouping strategy show its own long steps.
+    provenance : bool or dict, default True
+        Record how the output was made (:mod:`ptycho_data.provenance`): the
+        NPZ member / HDF5 or Zarr attribute ``provenance``. A dict adds its
+        entries to the record (a command line, say); False records nothing.
+    input_path : str or os.PathLike, optional
+        The file ``raw`` was read from, fingerprinted in the record.
     **grouping
         ``K``, ``nsamples``, ``seed``, ... as for ``generate_grouped_data``.
 
@@ -106,25 +121,42 @@ def write_grouped(raw, path, N, *, out_format="npz", chunk_groups=None, chunk_mi
     chunk_mib = check_positive_int("chunk_mib", chunk_mib, allow_none=True) or DEFAULT_CHUNK_MIB
     if out_format == "hdf5":
         _h5py()  # fail before the grouping, not after it
+    elif out_format == "zarr":
+        zarr_module()
     path = Path(path)
     # A strategy with a long step of its own (the legacy enumeration) shows it too.
     nn = raw.group_indices(N, progress=bool(progress), **grouping)
     if chunk_groups is None:
         chunk_groups = chunk_groups_for(raw.diff3d.shape[1], nn.shape[1],
                                         np.dtype(raw.diff3d.dtype).itemsize, chunk_mib)
+    group_bytes = nn.shape[1] * int(np.prod(raw.diff3d.shape[1:])) * np.dtype(
+        raw.diff3d.dtype).itemsize
+    rows = zarr_chunk_rows(group_bytes, chunk_groups)
+    if out_format == "zarr":  # the writer's chunks are whole Zarr chunks
+        chunk_groups = aligned_groups(chunk_groups, rows)
     plan = _Plan(raw, nn, N, chunk_groups)
     with progress_advance(progress, plan.total_bytes, desc="writing", unit="B",
                           unit_scale=True, unit_divisor=1024) as advance, \
-            _open_sink(out_format, path, len(nn), plan.total_bytes) as sink:
+            _open_sink(out_format, path, len(nn), plan.total_bytes, rows, group_bytes) as sink:
         plan.write(sink, advance)
+        if provenance is not False:
+            sink.write_metadata(grouping_provenance(
+                raw, nn, N, grouping, input_path,
+                extra=provenance if isinstance(provenance, dict) else None))
     log.info("wrote %d groups to %s (%d groups per chunk)", len(nn), path, chunk_groups)
     return nn
 
 
 @contextlib.contextmanager
-def _open_sink(out_format: str, path: Path, n_rows: int, nbytes: int):
+def _open_sink(out_format: str, path: Path, n_rows: int, nbytes: int, rows: int,
+               group_bytes: int):
     """The sink of ``out_format`` whose file replaces ``path`` atomically on success."""
-    if out_format == "hdf5":
+    if out_format == "zarr":
+        check_free_space(path.parent, nbytes)
+        with ZarrSink.create(path, n_rows, pattern_rows=rows,
+                             pattern_row_bytes=group_bytes) as sink:
+            yield sink
+    elif out_format == "hdf5":
         with Hdf5Sink.create(path, n_rows, reserve=nbytes) as sink:
             yield sink
     else:
@@ -391,10 +423,14 @@ class NpzSink:
         self._rows += len(value)
 
     def write_whole(self, key, value):
-        value = np.ascontiguousarray(value)
+        value = np.asarray(value, order="C")  # ascontiguousarray would make a 0-d array 1-d
         self._begin(key, value.shape, value.dtype, None)
         self._put(value.reshape(-1))
         self._rows = None
+
+    def write_metadata(self, record: dict) -> None:
+        """The record as the member ``provenance``: JSON text, a 0-d str array (no pickle)."""
+        self.write_whole(PROVENANCE_KEY, np.array(to_json(record)))
 
     def read(self, key, span) -> np.ndarray:
         """Rows ``span`` of the member ``key``, read back from the file."""
@@ -473,6 +509,9 @@ class Hdf5Sink:
 
     def write_whole(self, key, value):
         self.file[key] = value
+
+    def write_metadata(self, record: dict) -> None:
+        self.file.attrs[PROVENANCE_KEY] = to_json(record)
 
     def read(self, key, span) -> np.ndarray:
         return self.file[key][span]

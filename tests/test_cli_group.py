@@ -107,7 +107,8 @@ def test_a_directory_as_input_is_named_as_such(tmp_path):
     (tmp_path / "scans").mkdir()
     proc = cli("group", "scans", "-o", "x.npz", cwd=tmp_path, check=False)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "ptycho-group: error: INPUT scans is a directory, not an NPZ file"
+    assert proc.stderr.strip() == ("ptycho-group: error: INPUT scans is a directory, not an NPZ "
+                                 "file or a Zarr store")
 
 
 def test_compressed_input_is_loaded_and_gives_the_same_groups(data):

@@ -30,7 +30,7 @@ def raw_with(diff3d, m=None, obj=False, seed=0):
 
 def npz_arrays(path):
     with np.load(path, allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
+        return {k: npz[k] for k in npz.files if k != "provenance"}
 
 
 # -- X_full from tiny, huge and integer patterns --------------------------------------

@@ -1,4 +1,5 @@
 """Streaming output: identical to generate_grouped_data, bounded memory, never half-written."""
+import json
 import os
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from ptycho_data import grouped_writer
+from ptycho_data.provenance import array_sha256
 from ptycho_data.raw_data import RawData
 
 N = 8
@@ -22,6 +24,10 @@ def scan(m=300, obj=True, seed=0, n=N):
 
 def assert_same(path, expected, loader):
     got = loader(path)
+    # The record of how the output was made names the groups it holds.
+    record = json.loads(str(got.pop("provenance")))
+    assert record["groups"] == list(expected["nn_indices"].shape)
+    assert record["groups_sha256"] == array_sha256(expected["nn_indices"])
     assert set(got) == {k for k, v in expected.items() if v is not None}
     for key, value in got.items():
         assert value.dtype == expected[key].dtype, key
@@ -68,7 +74,7 @@ def test_hdf5_stream_equals_the_in_memory_result(tmp_path):
 
     def load(path):
         with h5py.File(path, "r") as f:
-            return {k: f[k][()] for k in f}
+            return {k: f[k][()] for k in f} | {"provenance": f.attrs["provenance"]}
 
     assert_same(tmp_path / "g.h5", expected, load)
     assert os.listdir(tmp_path) == ["g.h5"]
@@ -105,8 +111,8 @@ def test_interrupted_write_leaves_no_complete_looking_file(tmp_path, monkeypatch
 
 def test_bad_arguments(tmp_path):
     rd = scan(m=20, obj=False)
-    with pytest.raises(ValueError, match="out_format must be one of npz, hdf5, got 'zarr'"):
-        grouped_writer.write_grouped(rd, tmp_path / "g", N, out_format="zarr", nsamples=3)
+    with pytest.raises(ValueError, match="out_format must be one of npz, hdf5, zarr, got 'tiff'"):
+        grouped_writer.write_grouped(rd, tmp_path / "g", N, out_format="tiff", nsamples=3)
     with pytest.raises(ValueError, match="chunk_groups must be a positive integer, got 0"):
         grouped_writer.write_grouped(rd, tmp_path / "g", N, chunk_groups=0, nsamples=3)
     with pytest.raises(TypeError, match="chunk_groups must be a positive integer, got 2.0"):

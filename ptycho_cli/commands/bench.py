@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from ..bench import format_report, run_bench, write_json
+from ..bench_cluster import format_cluster, run_cluster_bench
 from ..bench_io import format_io, run_io_bench
 from ..bench_out_of_core import check_sizes, format_out_of_core, run_out_of_core
 from ..grouping import DEFAULT_GROUPS, DEFAULT_NEIGHBORS
@@ -55,6 +56,14 @@ def add_arguments(p) -> None:
     p.add_argument("--io-dir", metavar="DIR", default=None,
                    help="directory (disk) the --io rows write to (default: the system's "
                         "temporary directory)")
+    p.add_argument("--cluster", action="store_true",
+                   help="also write one grouping with the single-process writer (NPZ, Zarr) and "
+                        "with --dask local:2 (Zarr), and compare MB/s and peak memory per worker "
+                        "(needs the dask and zarr extras; writes a few GB under --io-dir)")
+    p.add_argument("--cluster-points", type=positive_int, default=100_000,
+                   help="scan points (64x64 float32 patterns) of the --cluster store")
+    p.add_argument("--cluster-groups", type=positive_int, default=25_000,
+                   help="groups written by the --cluster rows")
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON")
 
 
@@ -81,11 +90,18 @@ def run(args) -> int:
         if args.io:
             report["io"] = run_io_bench(points=args.io_points, groups=args.io_groups,
                                         neighbors=args.neighbors, workdir=args.io_dir, say=step)
+        if args.cluster:
+            report["cluster"] = run_cluster_bench(points=args.cluster_points,
+                                                  groups=args.cluster_groups,
+                                                  neighbors=args.neighbors, workdir=args.io_dir,
+                                                  say=step)
     print(format_report(report))
     if args.out_of_core:
         print(format_out_of_core(report["out_of_core"]))
     if args.io:
         print(format_io(report["io"]))
+    if args.cluster:
+        print(format_cluster(report["cluster"]))
     if json_path is not None:
         write_json(report, json_path)
         summary(args, f"wrote {json_path}")

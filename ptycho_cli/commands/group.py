@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ptycho_data.grouped_writer import DEFAULT_CHUNK_MIB, FORMATS, write_grouped
+from ptycho_data.zarr_output import replaceable, store_bytes
 
 from ..grouping import (
     add_grouping_options,
@@ -16,8 +17,9 @@ from ..grouping import (
     plan_grouping,
     zero_spread_groups,
 )
-from ..inputs import open_input
-from ..options import check_output_path, positive_int
+from ..cluster import add_dask_options, check_dask_flags, cluster_summary, dask_client
+from ..inputs import CXI_SUFFIXES, DEMO_POINTS, open_input
+from ..options import UsageError, check_output_path, positive_int
 from ..output import note, summary, warning
 from ..progress import bar
 
@@ -25,19 +27,24 @@ NAME = "group"
 HELP = "group a dataset (or the built-in demo) and write the result"
 DESCRIPTION = ("Group the scan positions of INPUT (a PtychoPINN-style NPZ) or, without INPUT, of "
                "a built-in simulated scan, and write the grouped arrays (nn_indices, diffraction, "
-               "X_full, coordinates, Y) to OUT. The input is memory-mapped when stored "
+               "X_full, coordinates, Y) to OUT (NPZ, HDF5 or a Zarr store, chosen by OUT's "
+               "ending or --out-format). The input is memory-mapped when stored "
                "uncompressed and the output is written chunk by chunk, so memory stays bounded "
-               "whatever the dataset size.")
+               "whatever the dataset size. With --dask the patterns are gathered and written by "
+               "the workers of a Dask cluster into a Zarr store.")
 
 #: File name endings each --out-format is expected to have.
-FORMAT_SUFFIXES = {"npz": (".npz",), "hdf5": (".h5", ".hdf5")}
+FORMAT_SUFFIXES = {"npz": (".npz",), "hdf5": (".h5", ".hdf5"), "zarr": (".zarr",)}
 
 
 def add_arguments(p) -> None:
-    p.add_argument("input", nargs="?", metavar="INPUT.npz", help="dataset (default: built-in demo)")
+    p.add_argument("input", nargs="?", metavar="INPUT",
+                   help="dataset: a PtychoPINN NPZ, a CXI file or a Zarr store of the same "
+                        "arrays (default: built-in demo)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="where to write")
-    p.add_argument("--out-format", choices=FORMATS, default=FORMATS[0],
-                   help="npz or hdf5 (needs h5py); both written chunk by chunk")
+    p.add_argument("--out-format", "--format", choices=FORMATS, default=None,
+                   help="npz, hdf5 (needs h5py) or zarr (needs zarr), all written chunk by "
+                        "chunk (default: from OUT's ending, .h5/.hdf5 or .zarr, else npz)")
     p.add_argument("--chunk-groups", metavar="B", type=positive_int, default=None,
                    help="groups held in memory at a time while writing (default: as many as "
                         f"hold {DEFAULT_CHUNK_MIB} MiB of diffraction patterns, whatever their "
@@ -46,6 +53,15 @@ def add_arguments(p) -> None:
                    help="no effect, kept for old scripts: INPUT is always memory-mapped when "
                         "it is stored uncompressed (np.savez), and loaded otherwise")
     add_grouping_options(p)
+    add_dask_options(p)
+
+
+def _out_format(args, out_path: Path) -> str:
+    """--out-format, or the format OUT's ending names (npz when it names none)."""
+    if args.out_format is not None:
+        return args.out_format
+    suffix = out_path.suffix.lower()
+    return next((fmt for fmt, endings in FORMAT_SUFFIXES.items() if suffix in endings), "npz")
 
 
 def _check_suffix(args, out_path: Path) -> None:
@@ -61,9 +77,34 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _command_line(args, plan, out_format: str) -> str:
+    """The command that writes this output again, every grouping value spelled out.
+
+    The output is ``OUT``: the record is the same whatever the output is called.
+    """
+    parts = ["ptycho-group", "group"] + ([args.input] if args.input else
+                                         ["--points", str(args.points or DEMO_POINTS)])
+    parts += ["-o", "OUT", "--out-format", out_format, "--gridsize", str(plan.gridsize),
+              "--groups", str(plan.groups), "--neighbors", str(plan.neighbors),
+              "--seed", str(args.seed), "--strategy", plan.strategy]
+    parts += ["--sequential"] * args.sequential + ["--oversample"] * args.oversample
+    if args.pool_size is not None:
+        parts += ["--pool-size", str(args.pool_size)]
+    return " ".join(parts)
+
+
 def run(args) -> int:
     check_grouping_flags(args)
-    out_path = check_output_path(args.output, args.input)
+    check_dask_flags(args)
+    out_path = Path(args.output)
+    args.out_format = _out_format(args, out_path)
+    if args.dask and args.out_format != "zarr":
+        raise UsageError(f"--dask writes a Zarr store: give -o OUT.zarr or --out-format zarr "
+                         f"(got {args.out_format} for {out_path})")
+    store = args.out_format == "zarr" and out_path.is_dir()
+    if store and not replaceable(out_path):
+        raise UsageError(f"output path is a directory that is not a Zarr store: {out_path}")
+    out_path = check_output_path(args.output, args.input, directory_ok=store)
     _check_suffix(args, out_path)
     raw, mapped, source = open_input(args)
     show = args.show_progress
@@ -72,24 +113,33 @@ def run(args) -> int:
         plan = plan_grouping(args, n_points)
         for text in plan.notes:
             note(args, text)
-        start = time.perf_counter()
-        with bar(show, desc=f"grouping and writing {out_path}", unit="B", unit_scale=True,
-                 unit_divisor=1024) as written:
-            def advance(done, total):  # write_grouped reports bytes written of the total
-                written.total = total
-                written.update(done - written.n)
-            nn = write_grouped(raw, out_path, n_pix, out_format=args.out_format,
-                               chunk_groups=args.chunk_groups,
-                               progress=advance if show else False,
-                               **plan.library_kwargs(args, args.input))
-        elapsed = time.perf_counter() - start
+        record = {"command": _command_line(args, plan, args.out_format)}
+        with dask_client(args) as client:
+            start = time.perf_counter()
+            with bar(show, desc=f"grouping and writing {out_path}", unit="B", unit_scale=True,
+                     unit_divisor=1024) as written:
+                def advance(done, total):  # the writers report bytes written of the total
+                    written.total = total
+                    written.update(done - written.n)
+                common = dict(chunk_groups=args.chunk_groups, progress=advance if show else False,
+                              provenance=record, input_path=args.input,
+                              **plan.library_kwargs(args, args.input))
+                if client is None:
+                    nn = write_grouped(raw, out_path, n_pix, out_format=args.out_format, **common)
+                else:
+                    from ptycho_data.cluster_writer import write_grouped_distributed
+                    nn = write_grouped_distributed(raw, out_path, n_pix, client=client, **common)
+            elapsed = time.perf_counter() - start
+            cluster_lines = cluster_summary(args, client)
     covered = len(np.unique(nn))
     flat = zero_spread_groups(raw.xcoords, raw.ycoords, nn)
     if flat:
         warning(args, f"{flat} of {len(nn)} groups have zero spread: all their members sit at "
                       f"one scan position ({source} has coincident positions), so they show "
                       "the same spot several times instead of overlapping neighbours")
-    stored = ", memory-mapped" if mapped else ""
+    in_place = args.input and (Path(args.input).is_dir()
+                               or Path(args.input).suffix.lower() in CXI_SUFFIXES)
+    stored = (", read in place" if in_place else ", memory-mapped") if mapped else ""
     summary(args, f"input       {source} ({n_points} points, {n_pix}x{n_pix} "
                   f"{np.dtype(raw.diff3d.dtype).name} patterns{stored})")
     summary(args, f"groups      {nn.shape[0]} x {nn.shape[1]} (gridsize {plan.gridsize}, "
@@ -97,5 +147,8 @@ def run(args) -> int:
     summary(args, f"coverage    {covered} distinct scan points ({100 * covered / n_points:.1f}%)")
     summary(args, f"time        {elapsed * 1e3:.1f} ms (grouping, gathering and writing)")
     summary(args, f"peak RSS    {_peak_rss_mib():.0f} MiB (whole process)")
-    summary(args, f"wrote       {out_path} ({out_path.stat().st_size / 2**20:.1f} MiB)")
+    for line in cluster_lines:
+        summary(args, line)
+    size = store_bytes(out_path) if out_path.is_dir() else out_path.stat().st_size
+    summary(args, f"wrote       {out_path} ({size / 2**20:.1f} MiB)")
     return 0
