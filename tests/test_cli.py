@@ -93,6 +93,15 @@ def test_tiny_bench_reports_every_strategy(tmp_path, cli):
     assert row["speedup_vs_legacy_first"] == pytest.approx(first["time_s"] / row["time_s"])
     assert report["coverage"][0]["cv_default"] >= 0 and report["end_to_end"][0]["N"] == 8
     assert "vs legacy 1st" in out.stdout
+    # Coincident positions (the figure tests/test_neighbors.py no longer times).
+    engine = report["engine"][0]
+    assert engine["coincident_s"] > 0 and engine["coincident_oversampling_s"] > 0
+    assert engine["coincident_over_one_shot"] == pytest.approx(
+        engine["coincident_s"] / engine["one_shot_s"])
+    assert engine["coincident_oversampling_over_spread"] == pytest.approx(
+        engine["coincident_oversampling_s"] / engine["oversampling_s"])
+    assert (f"M=1500, all positions coincident: 512 groups {engine['coincident_s'] * 1e3:.2f} ms"
+            in out.stdout)
     io = {r["row"]: r for r in report["io"]["rows"]}
     assert set(io) == {"warm", "cold", "warm + Y"} and report["io"]["groups"] == 300
     assert "grouped output vs plain copy: 300 groups of 4 from 2000 patterns" in out.stdout
