@@ -353,9 +353,18 @@ def _bench_engine(coords, groups, k, repeat, say):
     t_over = median_time(lambda: stg.group(coords, req_over), 1)
     t_all_floor = median_time(lambda: cKDTree(coords, balanced_tree=False, compact_nodes=False)
                               .query(coords, k=k + 1, workers=-1), slow_repeat)
+    # Every position the same (a stage that never moved): no grid can split them,
+    # so the distinct-position tree answers; it must cost what a spread-out scan does.
+    same = np.zeros_like(coords)
+    say(f"M={m} engine: all positions coincident")
+    t_same = median_time(lambda: stg.group(same, req), repeat)
+    t_same_over = median_time(lambda: stg.group(same, req_over), 1)
     out.update(oversampling_groups=n_over, oversampling_s=t_over,
                tree_build_query_all_s=t_all_floor,
                oversampling_over_floor=t_over / t_all_floor,
+               coincident_s=t_same, coincident_over_one_shot=t_same / t_one_shot,
+               coincident_oversampling_s=t_same_over,
+               coincident_oversampling_over_spread=t_same_over / t_over,
                all_groups=min(m, 100_000),
                all_groups_peak_mib=peak_memory_mib(dict(
                    kind="strategy", size=m, strategy=DEFAULT, mode="tree reused",
@@ -505,6 +514,12 @@ def format_report(report: dict) -> str:
             f"{ms['oversampling_s']:.0f} ms = {e['oversampling_over_floor']:.2f}x cKDTree build + "
             f"query of all points ({ms['tree_build_query_all_s']:.0f} ms); "
             f"{e['all_groups']} groups peak {e['all_groups_peak_mib']:.1f} MiB")
+        lines.append(
+            f"  M={e['size']}, all positions coincident: {e['groups']} groups "
+            f"{ms['coincident_s']:.2f} ms = {e['coincident_over_one_shot']:.2f}x the scan's "
+            f"one-shot; oversampling {e['oversampling_groups']} groups "
+            f"{ms['coincident_oversampling_s']:.0f} ms = "
+            f"{e['coincident_oversampling_over_spread']:.2f}x the scan's")
     if report.get("fresh_rawdata"):
         lines += ["", "one-shot generate_grouped_data on a fresh RawData (N 4, gridsize 2):"]
     for f in report.get("fresh_rawdata", []):

@@ -5,9 +5,12 @@ traceback); anticipated problems with the input exit 2, failures of ours 1.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import signal
 import sys
 import threading
+import warnings
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -48,11 +51,41 @@ def _terminate(signum, frame):
     raise SystemExit(128 + signum)
 
 
+@contextlib.contextmanager
+def _process_state():
+    """Put back the root logger, ``warnings.showwarning`` and the SIGTERM handler.
+
+    ``main`` sets them for the run; a caller that is not a fresh process (a
+    test, a notebook) gets its own back afterwards.
+    """
+    root = logging.getLogger()
+    handlers, level, showwarning = root.handlers[:], root.level, warnings.showwarning
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    sigterm = signal.getsignal(signal.SIGTERM) if in_main_thread else None
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        warnings.showwarning = showwarning
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, sigterm)
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    """Run the command on ``argv`` (default ``sys.argv[1:]``); return its exit status."""
+    try:
+        args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    except SystemExit as exc:  # --help, --version, or a usage error argparse has printed
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     for name, default in COMMON_DEFAULTS.items():
         if not hasattr(args, name):  # not given before or after the subcommand name
             setattr(args, name, default)
+    with _process_state():
+        return _run(args)
+
+
+def _run(args) -> int:
     configure(args)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)

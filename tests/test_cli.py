@@ -1,4 +1,5 @@
-"""ptycho-group, run as a user runs it: a subprocess per command."""
+"""ptycho-group as a user runs it: in-process through ``main(argv)`` (the ``cli`` fixture),
+and in a real process where the process itself is tested (``real_process``)."""
 import json
 import subprocess
 import sys
@@ -9,34 +10,31 @@ import pytest
 from ptycho_data.raw_data import RawData
 
 
-def cli(*args, cwd, check=True):
-    proc = subprocess.run([sys.executable, "-m", "ptycho_cli", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}: {proc.stderr}")
-    return proc
-
-
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    d = tmp_path_factory.mktemp("cli")
-    out = cli("demo-data", "-o", "demo.npz", "--points", 1500, "--pattern", "spiral", cwd=d)
+def demo(demo_dir):
+    return demo_dir("cli", 1500, pattern="spiral")
+
+
+def test_demo_data_is_a_loadable_dataset(demo, cli):
+    # The command writes the arrays of the library's demo (the fixture's file).
+    out = cli("demo-data", "-o", "again.npz", "--points", 1500, "--pattern", "spiral", cwd=demo)
     assert "1500 spiral positions" in out.stdout
-    return d
-
-
-def test_demo_data_is_a_loadable_dataset(demo):
-    rd = RawData.from_file(demo / "demo.npz")
+    rd = RawData.from_file(demo / "again.npz")
     assert len(rd) == 1500 and rd.diff3d.shape == (1500, 32, 32)
     assert rd.diff3d.dtype == np.float32 and rd.diff3d.std() > 0
     assert rd.objectGuess is not None and np.iscomplexobj(rd.objectGuess)
     # Deterministic: the same command writes the same data.
-    cli("demo-data", "-o", "again.npz", "--points", 1500, "--pattern", "spiral", cwd=demo)
-    again = RawData.from_file(demo / "again.npz")
+    cli("demo-data", "-o", "again2.npz", "--points", 1500, "--pattern", "spiral", cwd=demo)
+    again = RawData.from_file(demo / "again2.npz")
     assert np.array_equal(again.diff3d, rd.diff3d) and np.array_equal(again.xcoords, rd.xcoords)
+    with np.load(demo / "demo.npz") as made, np.load(demo / "again.npz") as written:
+        assert sorted(made.files) == sorted(written.files)
+        assert all(np.array_equal(made[k], written[k]) for k in made.files)
+    (demo / "again.npz").unlink()
+    (demo / "again2.npz").unlink()
 
 
-def test_group_on_a_file_matches_the_library(demo):
+def test_group_on_a_file_matches_the_library(demo, cli):
     out = cli("group", "demo.npz", "-o", "groups.npz", "--gridsize", 2, "--groups", 64,
               "--neighbors", 6, "--seed", 3, cwd=demo)
     assert "64 x 4" in out.stdout and "distinct scan points" in out.stdout
@@ -50,7 +48,7 @@ def test_group_on_a_file_matches_the_library(demo):
             assert npz[key].dtype == expected[key].dtype, key
 
 
-def test_group_on_the_builtin_demo(tmp_path):
+def test_group_on_the_builtin_demo(tmp_path, cli):
     from ptycho_cli.demo import make_demo
 
     out = cli("group", "-o", "demo-groups.npz", "--points", 2000, cwd=tmp_path)
@@ -64,7 +62,7 @@ def test_group_on_the_builtin_demo(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo-groups.npz"]
 
 
-def test_group_with_the_legacy_strategy_warns_and_writes_its_cache(demo):
+def test_group_with_the_legacy_strategy_warns_and_writes_its_cache(demo, cli):
     out = cli("group", "demo.npz", "-o", "legacy.npz", "--strategy", "legacy_group_then_sample",
               "--groups", 20, "--neighbors", 4, cwd=demo)
     assert "DeprecationWarning" in out.stderr and "sample_then_group" in out.stderr
@@ -72,14 +70,14 @@ def test_group_with_the_legacy_strategy_warns_and_writes_its_cache(demo):
     (demo / "demo.g2k4.groups_cache.npz").unlink()
 
 
-def test_strategies_lists_both_builtins(tmp_path):
+def test_strategies_lists_both_builtins(tmp_path, cli):
     out = cli("strategies", cwd=tmp_path).stdout.splitlines()
     rows = {line.split()[0]: line for line in out[1:]}
     assert "deprecated" in rows["legacy_group_then_sample"]
     assert "built-in" in rows["sample_then_group"] and "deprecated" not in rows["sample_then_group"]
 
 
-def test_tiny_bench_reports_every_strategy(tmp_path):
+def test_tiny_bench_reports_every_strategy(tmp_path, cli):
     out = cli("bench", "--sizes", 1500, "--repeat", 1, "--e2e-N", 8, "--json", "b.json",
               "--io", "--io-points", 2000, "--io-groups", 300, "--io-dir", ".", "-q", cwd=tmp_path)
     report = json.loads((tmp_path / "b.json").read_text())
@@ -96,6 +94,15 @@ def test_tiny_bench_reports_every_strategy(tmp_path):
     assert row["speedup_vs_legacy_first"] == pytest.approx(first["time_s"] / row["time_s"])
     assert report["coverage"][0]["cv_default"] >= 0 and report["end_to_end"][0]["N"] == 8
     assert "vs legacy 1st" in out.stdout
+    # Coincident positions (the figure tests/test_neighbors.py no longer times).
+    engine = report["engine"][0]
+    assert engine["coincident_s"] > 0 and engine["coincident_oversampling_s"] > 0
+    assert engine["coincident_over_one_shot"] == pytest.approx(
+        engine["coincident_s"] / engine["one_shot_s"])
+    assert engine["coincident_oversampling_over_spread"] == pytest.approx(
+        engine["coincident_oversampling_s"] / engine["oversampling_s"])
+    assert (f"M=1500, all positions coincident: 512 groups {engine['coincident_s'] * 1e3:.2f} ms"
+            in out.stdout)
     io = {r["row"]: r for r in report["io"]["rows"]}
     assert set(io) == {"warm", "cold", "warm + Y"} and report["io"]["groups"] == 300
     assert "grouped output vs plain copy: 300 groups of 4 from 2000 patterns" in out.stdout
@@ -103,7 +110,7 @@ def test_tiny_bench_reports_every_strategy(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json"]
 
 
-def test_plot_writes_a_non_blank_png(demo):
+def test_plot_writes_a_non_blank_png(demo, cli):
     pytest.importorskip("matplotlib")
     import matplotlib.image as mpimg
     cli("plot", "demo.npz", "-o", "groups.png", "--show", 20, cwd=demo)
@@ -112,24 +119,13 @@ def test_plot_writes_a_non_blank_png(demo):
     assert image[..., :3].std() > 0.01
 
 
-def test_plot_without_matplotlib_is_a_one_line_error(demo, monkeypatch):
-    if _has_matplotlib():
-        code = ("import sys; sys.modules['matplotlib'] = None; from ptycho_cli import main; "
-                f"sys.exit(main(['plot', {str(demo / 'demo.npz')!r}, '-o', 'x.png']))")
-        proc = subprocess.run([sys.executable, "-c", code], cwd=demo, capture_output=True, text=True)
-    else:
-        proc = cli("plot", "demo.npz", "-o", "x.png", cwd=demo, check=False)
+def test_plot_without_matplotlib_is_a_one_line_error(demo, cli, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib fails
+    proc = cli("plot", "demo.npz", "-o", "x.png", cwd=demo, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("ptycho-group: error: plotting needs matplotlib: "
                                    "pip install 'ptycho-grouping[plot]'")
-
-
-def _has_matplotlib():
-    try:
-        import matplotlib  # noqa: F401
-        return True
-    except ImportError:
-        return False
+    assert not (demo / "x.png").exists()
 
 
 @pytest.mark.parametrize("args, message", [
@@ -143,7 +139,7 @@ def _has_matplotlib():
     (["group", "demo.npz", "-o", "x.npz", "--pool-size", "9"], "--pool-size only applies with --oversample"),
     (["group", "not_npz.txt", "-o", "x.npz"], "not_npz.txt is not an NPZ (zip) archive"),
 ])
-def test_bad_input_is_one_line_and_exit_2(demo, args, message):
+def test_bad_input_is_one_line_and_exit_2(demo, args, message, cli):
     (demo / "not_npz.txt").write_text("hello")
     proc = cli(*args, cwd=demo, check=False)
     assert proc.returncode == 2
@@ -155,25 +151,25 @@ def test_bad_input_is_one_line_and_exit_2(demo, args, message):
 @pytest.mark.parametrize("args", [["group", "-o", "x.npz", "--groups", "0"],
                                   ["group", "-o", "x.npz", "--gridsize", "two"],
                                   ["frobnicate"], ["group"]])
-def test_bad_flags_exit_2(tmp_path, args):
+def test_bad_flags_exit_2(tmp_path, args, cli):
     proc = cli(*args, cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "error:" in lines[0] and "--help" in lines[0]
 
 
-def test_debug_shows_the_traceback(demo):
+def test_debug_shows_the_traceback(demo, cli):
     proc = cli("--debug", "group", "missing.npz", "-o", "x.npz", cwd=demo, check=False)
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
-def test_help_on_every_subcommand(tmp_path):
+def test_help_on_every_subcommand(tmp_path, cli):
     for sub in ("group", "demo-data", "strategies", "bench", "plot"):
         out = cli(sub, "--help", cwd=tmp_path)
         assert "usage: ptycho-group " + sub in out.stdout
 
 
-def test_group_streams_hdf5_from_a_memory_mapped_input(demo):
+def test_group_streams_hdf5_from_a_memory_mapped_input(demo, cli):
     h5py = pytest.importorskip("h5py")
     cli("group", "demo.npz", "-o", "g.h5", "--out-format", "hdf5", "--mmap", "--chunk-groups", 50,
         "--groups", 120, "--seed", 2, cwd=demo)
@@ -184,9 +180,10 @@ def test_group_streams_hdf5_from_a_memory_mapped_input(demo):
         assert np.array_equal(f["nn_indices"][()], expected["nn_indices"])
 
 
-def test_python_m_ptycho_grouping_is_not_a_command(tmp_path):
+@pytest.mark.real_process
+def test_python_m_ptycho_grouping_is_not_a_command(tmp_path, cli):
     # The engine never imports the command, not even from a __main__ module;
-    # the command is 'ptycho-group' or 'python -m ptycho_cli' (what cli() runs).
+    # the command is 'ptycho-group' or 'python -m ptycho_cli'.
     proc = subprocess.run([sys.executable, "-m", "ptycho_grouping", "strategies"], cwd=tmp_path,
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "cannot be directly executed" in proc.stderr
@@ -195,7 +192,7 @@ def test_python_m_ptycho_grouping_is_not_a_command(tmp_path):
 
 @pytest.mark.parametrize("flags", [["-q"], ["-v"], ["--debug"], ["-q", "--debug"]])
 @pytest.mark.parametrize("where", ["before", "after"])
-def test_shared_options_on_clean_cache(demo, flags, where):
+def test_shared_options_on_clean_cache(demo, flags, where, cli):
     cli("group", "demo.npz", "-o", "legacy-for-cache.npz", "--strategy",
         "legacy_group_then_sample", "--groups", 20, "--neighbors", 4, "-q", cwd=demo)
     cache = demo / "demo.g2k4.groups_cache.npz"
@@ -218,7 +215,7 @@ def test_shared_options_on_clean_cache(demo, flags, where):
     (demo / "legacy-for-cache.npz").unlink()
 
 
-def test_output_may_not_be_the_input(demo):
+def test_output_may_not_be_the_input(demo, cli):
     before = (demo / "demo.npz").read_bytes()
     proc = cli("group", "./demo.npz", "-o", "demo.npz", cwd=demo, check=False)
     assert proc.returncode == 2
@@ -227,26 +224,26 @@ def test_output_may_not_be_the_input(demo):
     assert (demo / "demo.npz").read_bytes() == before
 
 
-def test_output_may_not_be_a_directory(demo, tmp_path):
+def test_output_may_not_be_a_directory(demo, tmp_path, cli):
     proc = cli("group", "demo.npz", "-o", tmp_path, cwd=demo, check=False)
     assert proc.returncode == 2 and f"output path is a directory: {tmp_path}" in proc.stderr
     assert list(tmp_path.iterdir()) == []
 
 
-def test_points_applies_to_the_demo_only(demo):
+def test_points_applies_to_the_demo_only(demo, cli):
     proc = cli("group", "demo.npz", "-o", "x.npz", "--points", 50, cwd=demo, check=False)
     assert proc.returncode == 2
     assert "--points applies to the built-in demo only" in proc.stderr
     assert not (demo / "x.npz").exists()
 
 
-def test_bench_checks_the_json_path_before_running(tmp_path):
+def test_bench_checks_the_json_path_before_running(tmp_path, cli):
     proc = cli("bench", "--sizes", 1500, "--json", "missing/b.json", cwd=tmp_path, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "ptycho-group: error: output directory does not exist: missing"
 
 
-def test_library_warnings_are_one_line(demo):
+def test_library_warnings_are_one_line(demo, cli):
     proc = cli("group", "demo.npz", "-o", "legacy1.npz", "--strategy", "legacy_group_then_sample",
                "--groups", 20, "--neighbors", 4, "-q", "--gridsize", 1, cwd=demo)
     assert proc.stderr == ""  # -q: errors only
@@ -259,6 +256,7 @@ def test_library_warnings_are_one_line(demo):
     assert "sys.exit" not in proc.stderr
 
 
+@pytest.mark.real_process
 def test_sigterm_mid_write_leaves_nothing_behind(demo, tmp_path):
     # The signal arrives while the second chunk is being written.
     code = f"""
@@ -282,6 +280,8 @@ sys.exit(main(["group", {str(demo / "demo.npz")!r}, "-o", "out.npz", "--chunk-gr
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
+@pytest.mark.real_process
 def test_out_of_core_bench_groups_under_a_memory_limit(tmp_path):
     from ptycho_cli.bench_out_of_core import format_out_of_core, run_out_of_core
 
@@ -328,7 +328,7 @@ def test_out_of_core_output_check_catches_a_wrong_array(tmp_path, break_key):
 
 
 @pytest.mark.parametrize("store, limit", [(512, 384), (767, 384), (100, 257)])
-def test_out_of_core_refuses_a_store_smaller_than_twice_the_limit(tmp_path, store, limit):
+def test_out_of_core_refuses_a_store_smaller_than_twice_the_limit(tmp_path, store, limit, cli):
     from ptycho_cli.bench_out_of_core import check_sizes, run_out_of_core
 
     with pytest.raises(ValueError, match=f"store_mib={store} and limit_mib={limit}"):
@@ -344,6 +344,8 @@ def test_out_of_core_refuses_a_store_smaller_than_twice_the_limit(tmp_path, stor
                                    f"and --limit-mib={limit}")
 
 
+@pytest.mark.slow
+@pytest.mark.real_process
 def test_the_in_memory_control_fails_where_the_command_streams(tmp_path):
     from ptycho_cli.bench_out_of_core import _run_limited, write_store
 
@@ -357,6 +359,8 @@ def test_the_in_memory_control_fails_where_the_command_streams(tmp_path):
     assert streamed["rc"] == 0 and (tmp_path / "out.npz").stat().st_size > 800 << 20
 
 
+@pytest.mark.slow
+@pytest.mark.real_process
 def test_the_memory_limit_binds(tmp_path):
     from ptycho_cli.bench_out_of_core import _run_limited
 
@@ -366,7 +370,7 @@ def test_the_memory_limit_binds(tmp_path):
     assert not (tmp_path / "big.npz").exists()
 
 
-def test_mmap_is_accepted_and_changes_nothing(demo):
+def test_mmap_is_accepted_and_changes_nothing(demo, cli):
     # The command always memory-maps an uncompressed INPUT now; --mmap stays for old scripts.
     with_flag = cli("group", "demo.npz", "-o", "m1.npz", "--groups", 30, "--mmap", cwd=demo)
     without = cli("group", "demo.npz", "-o", "m2.npz", "--groups", 30, cwd=demo)
@@ -384,7 +388,7 @@ def test_mmap_is_accepted_and_changes_nothing(demo):
     ("hdf5", "y.npz", True), ("npz", "y.h5", True), ("npz", "y", True),
     ("hdf5", "y.h5", False), ("hdf5", "y.HDF5", False), ("npz", "y.npz", False),
 ])
-def test_output_name_that_does_not_match_the_format_warns(demo, fmt, name, warned):
+def test_output_name_that_does_not_match_the_format_warns(demo, fmt, name, warned, cli):
     if fmt == "hdf5":
         pytest.importorskip("h5py")
     proc = cli("group", "demo.npz", "-o", name, "--out-format", fmt, "--groups", 10, cwd=demo)
@@ -396,30 +400,46 @@ def test_output_name_that_does_not_match_the_format_warns(demo, fmt, name, warne
     (demo / name).unlink()
 
 
-def test_group_help_states_the_library_chunk_budget(tmp_path):
+def test_group_help_states_the_library_chunk_budget(tmp_path, cli):
     from ptycho_data import grouped_writer
 
     out = " ".join(cli("group", "--help", cwd=tmp_path).stdout.split())
     assert f"as many as hold {grouped_writer.DEFAULT_CHUNK_MIB} MiB of diffraction" in out
 
 
-def test_group_default_chunks_by_bytes(demo):
+def test_group_default_chunks_by_bytes(demo, cli, monkeypatch):
     # Without --chunk-groups the CLI leaves the choice to write_grouped's byte budget.
-    code = f"""
-import sys
-from ptycho_data import grouped_writer
-real = grouped_writer.write_grouped
-def spy(*args, **kwargs):
-    print("chunk_groups", kwargs["chunk_groups"], file=sys.stderr)
-    return real(*args, **kwargs)
-grouped_writer.write_grouped = spy
-from ptycho_cli import main
-sys.exit(main(["group", {str(demo / "demo.npz")!r}, "-o", "bytes.npz", "--groups", "20"]
-              + sys.argv[1:]))
-"""
-    for extra, expected in (([], "None"), (["--chunk-groups", "7"], "7")):
-        proc = subprocess.run([sys.executable, "-c", code, *extra], cwd=demo, capture_output=True,
-                              text=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        assert f"chunk_groups {expected}" in proc.stderr.splitlines()
+    from ptycho_cli.commands import group
+
+    real, seen = group.write_grouped, []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["chunk_groups"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(group, "write_grouped", spy)
+    for extra, expected in (([], None), (["--chunk-groups", "7"], 7)):
+        seen.clear()
+        cli("group", "demo.npz", "-o", "bytes.npz", "--groups", "20", *extra, cwd=demo)
+        assert seen == [expected]
     (demo / "bytes.npz").unlink()
+
+
+def test_main_returns_the_status_and_leaves_the_process_as_it_found_it(tmp_path, capsys):
+    import logging
+    import signal
+    import warnings
+
+    from ptycho_cli import main
+
+    root = logging.getLogger()
+    before = (root.handlers[:], root.level, warnings.showwarning,
+              signal.getsignal(signal.SIGTERM))
+    assert main(["-v", "strategies"]) == 0
+    assert main(["--version"]) == 0 and main(["frobnicate"]) == 2  # argparse's exits, returned
+    assert main(["group", str(tmp_path / "missing.npz"), "-o", str(tmp_path / "x.npz")]) == 2
+    after = (root.handlers[:], root.level, warnings.showwarning,
+             signal.getsignal(signal.SIGTERM))
+    assert after == before
+    err = capsys.readouterr().err
+    assert "invalid choice: 'frobnicate'" in err and "input file not found" in err

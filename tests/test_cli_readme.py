@@ -1,8 +1,6 @@
 """README's "The command" section runs as written, and its transcript is what the command prints."""
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,14 +21,14 @@ def blocks(text: str, lang: str):
     return re.findall(rf"```{lang}\n(.*?)```", text, re.S)
 
 
-def run(line: str, cwd):
+def run(cli, line: str, cwd):
+    """One line of a block, run in-process (the ``cli`` fixture)."""
     argv = shlex.split(line, comments=True)
     assert argv[0] == "ptycho-group", line
-    return subprocess.run([sys.executable, "-m", "ptycho_cli", *argv[1:]], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    return cli(*argv[1:], cwd=cwd, check=False)
 
 
-def test_the_command_block_runs_from_the_demo(tmp_path):
+def test_the_command_block_runs_from_the_demo(tmp_path, cli):
     lines = [line for line in blocks(section("The command"), "bash")[0].splitlines() if line]
     assert lines[0].startswith("ptycho-group demo-data")  # starts from a file it makes
     ran = 0
@@ -38,20 +36,20 @@ def test_the_command_block_runs_from_the_demo(tmp_path):
         sub = shlex.split(line)[1]
         if sub in NOT_RUN or (sub == "plot" and _missing("matplotlib")):
             continue
-        proc = run(line, tmp_path)
+        proc = run(cli, line, tmp_path)
         assert proc.returncode == 0, (line, proc.stderr)
         ran += 1
     assert ran >= 4
     assert {"demo.npz", "groups.npz"} <= {p.name for p in tmp_path.iterdir()}
 
 
-def test_the_transcript_matches_the_command(tmp_path):
+def test_the_transcript_matches_the_command(tmp_path, cli):
     transcript = blocks(section("The command"), "text")[0].splitlines()
     command = transcript[0].removeprefix("$ ")
     # The same command on a smaller request (the labels and notes, not the timings, are checked).
-    run("ptycho-group demo-data -o demo.npz", tmp_path)
+    run(cli, "ptycho-group demo-data -o demo.npz", tmp_path)
     small = command.replace("--groups 4000", "--groups 60")
-    proc = run(small + " --progress", tmp_path)
+    proc = run(cli, small + " --progress", tmp_path)
     assert proc.returncode == 0, proc.stderr
     note = next(line for line in transcript if line.startswith("ptycho-group: note:"))
     assert note in proc.stderr.splitlines()

@@ -1,11 +1,14 @@
-"""ptycho-group for a person at a terminal: progress bars, -q, --version, shared options, --help."""
+"""ptycho-group for a person at a terminal: progress bars, -q, --version, shared options, --help.
+
+In-process, stderr is a terminal when ``cli(..., tty=True)`` says so; one
+test runs the command on a real pseudo-terminal (``real_process``).
+"""
 import os
 import subprocess
 import sys
 
 import pytest
 
-from ptycho_cli.demo import make_demo
 from ptycho_cli.main import build_parser
 
 COMMANDS = ("group", "demo-data", "info", "strategies", "plot", "bench", "clean-cache")
@@ -38,22 +41,26 @@ def run_with_terminal_stderr(args, cwd, env):
     return proc.wait(timeout=300), stdout, b"".join(chunks).decode(errors="replace")
 
 
-def run_piped(args, cwd, env):
-    return subprocess.run([sys.executable, "-m", "ptycho_cli", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+#: Not in a CI log, whatever runs the tests (CI hides bars).
+NO_CI = {"CI": None}
+
+
+def on_terminal(cli, args, cwd, env=NO_CI):
+    """``(returncode, stdout, terminal text)``: the command in-process, stderr a terminal."""
+    proc = cli(*args, cwd=cwd, env=env, check=False, tty=True)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    d = tmp_path_factory.mktemp("terminal")
-    make_demo(points=800, seed=1).to_file(d / "demo.npz")
-    return d
+def demo(demo_dir):
+    return demo_dir("terminal", 800, seed=1)
 
 
 GROUP = ["group", "demo.npz", "-o", "g.npz", "--groups", 300, "--chunk-groups", 50]
 
 
-def test_progress_bar_on_a_terminal_not_on_a_pipe(demo):
+@pytest.mark.real_process
+def test_progress_bar_on_a_terminal_not_on_a_pipe(demo, cli):
     rc, stdout, terminal = run_with_terminal_stderr(GROUP, demo, _env())
     assert rc == 0, terminal
     # tqdm's bar: redrawn in place with carriage returns, up to the total.
@@ -61,7 +68,7 @@ def test_progress_bar_on_a_terminal_not_on_a_pipe(demo):
     assert "\r" in terminal and "opening demo.npz" in terminal
     assert "300 x 4" in stdout  # the summary still goes to stdout
 
-    piped = run_piped(GROUP, demo, _env())
+    piped = cli(*GROUP, cwd=demo, env=NO_CI)
     assert piped.returncode == 0
     assert piped.stderr == ""  # no bar, no stray line
     assert "300 x 4" in piped.stdout
@@ -73,21 +80,21 @@ def test_progress_bar_on_a_terminal_not_on_a_pipe(demo):
     ([], {"CI": "true"}, False),            # a CI log, even on a terminal
     (["--progress"], {"CI": "true"}, True),  # asked for
 ])
-def test_progress_rule_on_a_terminal(demo, extra, env, shown):
-    rc, stdout, terminal = run_with_terminal_stderr(GROUP + extra, demo, _env(**env))
+def test_progress_rule_on_a_terminal(demo, extra, env, shown, cli):
+    rc, stdout, terminal = on_terminal(cli, GROUP + extra, demo, dict(NO_CI, **env))
     assert rc == 0, terminal
     assert ("grouping and writing g.npz: 100%|" in terminal) is shown
     if "-q" in extra:
         assert terminal == "" and stdout == ""
 
 
-def test_progress_can_be_asked_for_when_piped(demo):
-    proc = run_piped(GROUP + ["--progress"], demo, _env())
+def test_progress_can_be_asked_for_when_piped(demo, cli):
+    proc = cli(*GROUP, "--progress", cwd=demo, env=NO_CI, check=False)
     assert proc.returncode == 0 and "grouping and writing g.npz: 100%|" in proc.stderr
 
 
-def test_log_lines_print_above_the_bar_not_through_it(demo):
-    rc, _, terminal = run_with_terminal_stderr(GROUP + ["-v"], demo, _env())
+def test_log_lines_print_above_the_bar_not_through_it(demo, cli):
+    rc, _, terminal = on_terminal(cli, GROUP + ["-v"], demo)
     assert rc == 0
     # Each log line is whole, on its own line, although a bar was being redrawn.
     wrote = [line for line in terminal.replace("\r", "\n").splitlines()
@@ -95,26 +102,28 @@ def test_log_lines_print_above_the_bar_not_through_it(demo):
     assert len(wrote) == 1 and wrote[0].startswith("INFO")
 
 
-def test_quiet_prints_errors_only(demo):
-    ok = run_piped(["-q"] + GROUP, demo, _env())
+def test_quiet_prints_errors_only(demo, cli):
+    ok = cli("-q", *GROUP, cwd=demo, env=NO_CI, check=False)
     assert ok.returncode == 0 and ok.stdout == "" and ok.stderr == ""
-    bad = run_piped(["group", "demo.npz", "-o", "g.npz", "--groups", 5000, "-q"], demo, _env())
+    bad = cli("group", "demo.npz", "-o", "g.npz", "--groups", 5000, "-q", cwd=demo, env=NO_CI,
+              check=False)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.startswith("ptycho-group: error: demo.npz: --groups 5000 is larger")
-    demo_data = run_piped(["demo-data", "-o", "d.npz", "--points", 50, "-q"], demo, _env())
+    demo_data = cli("demo-data", "-o", "d.npz", "--points", 50, "-q", cwd=demo, env=NO_CI,
+                    check=False)
     assert demo_data.returncode == 0 and demo_data.stdout == demo_data.stderr == ""
     assert (demo / "d.npz").is_file()
 
 
-def test_version(tmp_path):
+def test_version(tmp_path, cli):
     from ptycho_grouping import __version__
 
-    proc = run_piped(["--version"], tmp_path, _env())
+    proc = cli("--version", cwd=tmp_path, env=NO_CI, check=False)
     assert proc.returncode == 0 and proc.stdout.strip() == f"ptycho-group {__version__}"
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_shared_options_after_every_subcommand(tmp_path, command):
+def test_shared_options_after_every_subcommand(tmp_path, command, cli):
     parser = build_parser()
     for flags in (["-q"], ["-v", "-v"], ["--debug"], ["--progress"], ["--no-progress"]):
         tail = {"group": ["-o", "x.npz"], "demo-data": ["-o", "x.npz"], "info": ["x.npz"],
@@ -126,7 +135,7 @@ def test_shared_options_after_every_subcommand(tmp_path, command):
         name, value = given[flags[0]]
         assert getattr(args, name) == value
     # And through the command: the shared options are listed in every --help.
-    out = run_piped([command, "--help"], tmp_path, _env()).stdout
+    out = cli(command, "--help", cwd=tmp_path, env=NO_CI, check=False).stdout
     for option in ("-v, --verbose", "-q, --quiet", "--debug", "--progress, --no-progress"):
         assert option in out, (command, option)
 
@@ -138,8 +147,8 @@ def _subparsers():
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_help_shows_every_default(tmp_path, command):
-    out = " ".join(run_piped([command, "--help"], tmp_path, _env()).stdout.split())
+def test_help_shows_every_default(tmp_path, command, cli):
+    out = " ".join(cli(command, "--help", cwd=tmp_path, env=NO_CI, check=False).stdout.split())
     sub = _subparsers()[command]
     checked = 0
     for action in sub._actions:
@@ -159,22 +168,22 @@ def test_help_shows_every_default(tmp_path, command):
     assert checked >= {"group": 3, "demo-data": 3, "bench": 8, "plot": 4}.get(command, 0)
 
 
-def test_help_on_demo_data_describes_pattern_and_seed(tmp_path):
-    out = " ".join(run_piped(["demo-data", "--help"], tmp_path, _env()).stdout.split())
+def test_help_on_demo_data_describes_pattern_and_seed(tmp_path, cli):
+    out = " ".join(cli("demo-data", "--help", cwd=tmp_path, env=NO_CI).stdout.split())
     assert "Simulate a ptychography scan" in out
     assert "Fermat spiral" in out and "(default: raster)" in out
     assert "random seed of the jitter, the positions and the object (default: 0)" in out
 
 
-def test_demo_data_and_cache_scan_show_progress_on_a_terminal(demo):
-    rc, stdout, terminal = run_with_terminal_stderr(
-        ["demo-data", "-o", "bar.npz", "--points", 300], demo, _env())
+def test_demo_data_and_cache_scan_show_progress_on_a_terminal(demo, cli):
+    rc, stdout, terminal = on_terminal(
+        cli, ["demo-data", "-o", "bar.npz", "--points", 300], demo)
     assert rc == 0 and "simulating 300 raster positions into bar.npz" in terminal
     assert "300/300" in terminal and "wrote bar.npz" in stdout
     for i in range(1200):  # enough files for the scan to report a count
         (demo / f"f{i}.txt").touch()
-    rc, stdout, terminal = run_with_terminal_stderr(["clean-cache", "--dry-run", "."], demo, _env())
+    rc, stdout, terminal = on_terminal(cli, ["clean-cache", "--dry-run", "."], demo)
     assert rc == 0 and "scanning:" in terminal and " files" in terminal
     assert stdout == "no legacy cache files found\n"
-    piped = run_piped(["clean-cache", "--dry-run", "."], demo, _env())
+    piped = cli("clean-cache", "--dry-run", ".", cwd=demo, env=NO_CI, check=False)
     assert piped.stderr == "" and piped.stdout == stdout

@@ -85,6 +85,7 @@ def test_importable_with_the_old_signature(name):
     assert f"({text})" == OLD_SIGNATURES[name]
 
 
+@pytest.mark.real_process  # a fresh interpreter (imports, limits, filters) is what is tested
 def test_default_path_does_not_use_the_shim(monkeypatch):
     code = ("import numpy as np; from ptycho_data.raw_data import RawData; "
             "rd = RawData.from_coords_without_pc(np.arange(9.), np.zeros(9), np.ones((9, 2, 2)), "

@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from ptycho_grouping import GroupingRequest, NeighborIndex, get_strategy
 from ptycho_grouping.neighbors import _PARALLEL_QUERY_MIN
@@ -31,6 +32,7 @@ def test_threads_sharing_one_index_get_the_single_threaded_groups():
     assert expected[0].shape == (n_seeds, 4)
 
 
+@pytest.mark.real_process  # a fresh interpreter (imports, limits, filters) is what is tested
 def test_engine_import_loads_no_data_layer_module():
     code = """
 import json, sys

@@ -144,6 +144,7 @@ FULL_DISK = textwrap.dedent("""
 """)
 
 
+@pytest.mark.real_process  # a fresh interpreter (imports, limits, filters) is what is tested
 @pytest.mark.parametrize("out_format", ["npz", "hdf5"])
 def test_a_full_disk_is_a_clean_error(tmp_path, out_format):
     if out_format == "hdf5":

@@ -565,6 +565,7 @@ def test_deprecation_is_a_warning_on_every_use_and_never_a_log_record(tmp_path, 
     assert not [r for r in caplog.records if "deprecated" in r.getMessage()]
 
 
+@pytest.mark.real_process  # a fresh interpreter (imports, limits, filters) is what is tested
 def test_deprecation_shown_once_to_a_script_and_not_logged(tmp_path):
     # Python's default filters: shown once per calling line in __main__, hidden
     # when the calling line is in an imported module. Never a log line as well.
