@@ -35,6 +35,15 @@ _ENERGY_BLOCK_PIXELS = 1 << 16
 _F32 = np.finfo(np.float32)
 
 
+def index_dtype(n_points: int) -> np.dtype:
+    """The dtype of ``nn_indices`` for a dataset of ``n_points`` positions.
+
+    int32, PtychoPINN's, wherever the indices fit (any scan below 2**31
+    positions); int64 beyond.
+    """
+    return np.dtype(np.int32 if n_points <= np.iinfo(np.int32).max + 1 else np.int64)
+
+
 def channels_last(stack, nn_indices: np.ndarray) -> np.ndarray:
     """``stack[nn_indices]`` with shape ``(B, N, N, C)``, gathered in one pass.
 

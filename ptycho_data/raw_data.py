@@ -44,8 +44,8 @@ from .dataset_checks import (CheckedAttribute, check_coordinates, check_image, c
                              check_path, check_patterns, check_scan_index, usable_patches)
 from .file_metadata import (METADATA_KEY, metadata_from_member, metadata_member,
                             metadata_mismatches)
-from .grouped_arrays import (channels_last, member_coords, normalisation_scale, patch_shifts,
-                             pattern_energies, scaled, value_range)
+from .grouped_arrays import (channels_last, index_dtype, member_coords, normalisation_scale,
+                             patch_shifts, pattern_energies, scaled, value_range)
 from .patches import extract_patches
 
 __all__ = ["RawData", "REQUIRED_KEYS", "OPTIONAL_KEYS", "METADATA_KEY", "normalize_data",
@@ -61,8 +61,6 @@ local_offset_sign = -1
 #: The output keys PtychoPINN's model reads the group offsets from.
 key_coords_offsets = "coords_start_offsets"
 key_coords_relative = "coords_start_relative"
-
-_INT32_MAX = np.iinfo(np.int32).max
 
 #: NPZ members a dataset file must have (``diffraction`` is accepted for ``diff3d``).
 REQUIRED_KEYS = ("xcoords", "ycoords", "diff3d")
@@ -571,7 +569,8 @@ class RawData:
         request = GroupingRequest(n_groups=nsamples, group_size=C, neighbors=K,
                                   rng=check_rng("seed", self._default_seed(seed, strategy)),
                                   sequential=sequential)
-        return strategy.group(self._neighbor_index(None), request).astype(np.int32)
+        groups = strategy.group(self._neighbor_index(None), request)
+        return groups.astype(index_dtype(len(self)), copy=False)
 
     def _neighbor_index(self, points: Optional[np.ndarray]) -> NeighborIndex:
         """The neighbour index of all positions, or of ``points``, reused while positions hold.
@@ -739,7 +738,7 @@ class RawData:
             nn_indices = points[nn_indices]
         log.info("%s: %d groups of %d from %d positions", strategy.name, len(nn_indices),
                  c, index.n_points)
-        return nn_indices
+        return nn_indices.astype(index_dtype(len(self)), copy=False)
 
     def _grouped(self, nn_indices: np.ndarray, N: int, lazy: bool = False) -> dict:
         """The output dictionary for ``nn_indices``.
@@ -774,8 +773,7 @@ class RawData:
             else:
                 Y = None
         return {
-            # PtychoPINN's dtype, wherever the indices fit (always below 2**31 points).
-            "nn_indices": nn_indices.astype(np.int32 if len(self) <= _INT32_MAX else np.int64),
+            "nn_indices": nn_indices,
             "diffraction": diffraction,
             "X_full": X_full,
             "coords_nn": coords_nn,
