@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 
 
 def write_grouped(raw, path, N, *, out_format="npz", chunk_groups=None, chunk_mib=None,
-                  progress=False, **grouping) -> np.ndarray:
+                  progress=False, extra_members=None, **grouping) -> np.ndarray:
     """Group ``raw`` and write the grouped arrays to ``path`` in bounded memory.
 
     Parameters
@@ -88,6 +88,10 @@ def write_grouped(raw, path, N, *, out_format="npz", chunk_groups=None, chunk_mi
         True shows a progress bar (tqdm, bytes written) on stderr; a callable
         is called with ``(bytes_written, total_bytes)`` after each block.
         Either also lets the grouping strategy show its own long steps.
+    extra_members : callable, optional
+        Called with the group indices; returns ``{name: array}`` written as
+        whole members of the same file (e.g. the grouping metrics as JSON
+        bytes), so that they are part of the one atomic write.
     **grouping
         ``K``, ``nsamples``, ``seed``, ... as for ``generate_grouped_data``.
 
@@ -116,6 +120,8 @@ def write_grouped(raw, path, N, *, out_format="npz", chunk_groups=None, chunk_mi
                           unit_scale=True, unit_divisor=1024) as advance, \
             _open_sink(out_format, path, len(nn), plan.total_bytes) as sink:
         plan.write(sink, advance)
+        for name, value in (extra_members(nn) if extra_members else {}).items():
+            sink.write_whole(name, np.asarray(value))
     log.info("wrote %d groups to %s (%d groups per chunk)", len(nn), path, chunk_groups)
     return nn
 
