@@ -48,7 +48,7 @@ __all__ = ["GroupingMetrics", "METRICS_VERSION", "disc_overlap_fraction", "group
 #: Version of the overlap-metric definitions (PtychoPINN's spec, version 1.0).
 METRICS_VERSION = "1.0"
 #: Group-centre pairs handled at once by metric 3 (bounds its memory).
-_PAIR_BLOCK = 1 << 22
+_PAIR_BLOCK = 1 << 16
 
 
 @dataclass(frozen=True)

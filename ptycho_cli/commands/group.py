@@ -51,7 +51,7 @@ def add_arguments(p) -> None:
     p.add_argument("--probe-diameter", metavar="D", type=_positive_float, default=None,
                    help="probe diameter (coordinate units) for the overlap metrics (default: "
                         "derived from the dataset's probe: the "
-                        f"{describe_probe_diameter()})")
+                        f"{describe_probe_diameter()})".replace("%", "%%"))
     add_grouping_options(p)
 
 
