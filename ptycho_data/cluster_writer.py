@@ -48,7 +48,7 @@ from .grouped_writer import check_free_space
 from .patches import extract_patches
 from .pattern_store import gather_frames, is_in_memory
 from .progress import progress_advance
-from .provenance import KEY as PROVENANCE_KEY, grouping_provenance
+from .provenance import output_records
 from .zarr_output import CHUNK_BYTES, aligned_groups, chunk_rows, create_array, open_group, \
     replaceable
 
@@ -158,7 +158,8 @@ def _drain(client, futures, directory: Path) -> None:
 
 
 def write_grouped_distributed(raw, path, N, *, client, chunk_groups=None, progress=False,
-                              provenance=True, input_path=None, **grouping) -> np.ndarray:
+                              provenance=True, input_path=None, metadata=None,
+                              **grouping) -> np.ndarray:
     """Group ``raw`` on this process and have the workers of ``client`` write the Zarr store ``path``.
 
     Parameters
@@ -239,10 +240,9 @@ def write_grouped_distributed(raw, path, N, *, client, chunk_groups=None, progre
                 futures += x_full
                 for future in distributed.as_completed(futures[len(energies):]):
                     advance(future.result())
-                if provenance is not False:
-                    group.attrs[PROVENANCE_KEY] = grouping_provenance(
-                        raw, nn, N, grouping, input_path,
-                        extra=provenance if isinstance(provenance, dict) else None)
+                for key, record in output_records(raw, nn, N, grouping, input_path, provenance,
+                                                  metadata).items():
+                    group.attrs[key] = record
             except BaseException:
                 _drain(client, futures, tmp)
                 raise

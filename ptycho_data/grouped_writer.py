@@ -53,7 +53,7 @@ from .grouped_arrays import (X_FULL_DTYPE, frame_energies, frames_value_range, m
 from .patches import extract_patches
 from .pattern_store import gather_frames
 from .progress import progress_advance
-from .provenance import KEY as PROVENANCE_KEY, grouping_provenance, to_json
+from .provenance import output_records, to_json
 from .zarr_output import ZarrSink, aligned_groups, chunk_rows as zarr_chunk_rows, zarr_module
 
 __all__ = ["write_grouped", "FORMATS", "NpzSink", "Hdf5Sink", "ZarrSink", "DEFAULT_CHUNK_MIB",
@@ -75,7 +75,8 @@ log = logging.getLogger(__name__)
 
 
 def write_grouped(raw, path, N, *, out_format="npz", chunk_groups=None, chunk_mib=None,
-                  progress=False, provenance=True, input_path=None, **grouping) -> np.ndarray:
+                  progress=False, provenance=True, input_path=None, metadata=None,
+                  **grouping) -> np.ndarray:
     """Group ``raw`` and write the grouped arrays to ``path`` in bounded memory.
 
     Parameters
@@ -104,6 +105,10 @@ def write_grouped(raw, path, N, *, out_format="npz", chunk_groups=None, chunk_mi
         entries to the record (a command line, say); False records nothing.
     input_path : str or os.PathLike, optional
         The file ``raw`` was read from, fingerprinted in the record.
+    metadata : callable, optional
+        Called with the group indices; returns ``{name: record}``, JSON
+        records written like the provenance (e.g. the grouping metrics), so
+        that they are part of the one atomic write.
     **grouping
         ``K``, ``nsamples``, ``seed``, ... as for ``generate_grouped_data``.
 
@@ -139,10 +144,9 @@ def write_grouped(raw, path, N, *, out_format="npz", chunk_groups=None, chunk_mi
                           unit_scale=True, unit_divisor=1024) as advance, \
             _open_sink(out_format, path, len(nn), plan.total_bytes, rows, group_bytes) as sink:
         plan.write(sink, advance)
-        if provenance is not False:
-            sink.write_metadata(grouping_provenance(
-                raw, nn, N, grouping, input_path,
-                extra=provenance if isinstance(provenance, dict) else None))
+        for key, record in output_records(raw, nn, N, grouping, input_path, provenance,
+                                          metadata).items():
+            sink.write_metadata(key, record)
     log.info("wrote %d groups to %s (%d groups per chunk)", len(nn), path, chunk_groups)
     return nn
 
@@ -428,9 +432,9 @@ class NpzSink:
         self._put(value.reshape(-1))
         self._rows = None
 
-    def write_metadata(self, record: dict) -> None:
-        """The record as the member ``provenance``: JSON text, a 0-d str array (no pickle)."""
-        self.write_whole(PROVENANCE_KEY, np.array(to_json(record)))
+    def write_metadata(self, key: str, record: dict) -> None:
+        """The record as the member ``key``: JSON text, a 0-d str array (no pickle)."""
+        self.write_whole(key, np.array(to_json(record)))
 
     def read(self, key, span) -> np.ndarray:
         """Rows ``span`` of the member ``key``, read back from the file."""
@@ -510,8 +514,8 @@ class Hdf5Sink:
     def write_whole(self, key, value):
         self.file[key] = value
 
-    def write_metadata(self, record: dict) -> None:
-        self.file.attrs[PROVENANCE_KEY] = to_json(record)
+    def write_metadata(self, key: str, record: dict) -> None:
+        self.file.attrs[key] = to_json(record)
 
     def read(self, key, span) -> np.ndarray:
         return self.file[key][span]

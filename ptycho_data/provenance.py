@@ -22,7 +22,7 @@ import numpy as np
 from ptycho_grouping import __version__
 from ptycho_grouping.registry import DEFAULT_STRATEGY
 
-__all__ = ["KEY", "grouping_provenance", "file_fingerprint", "array_sha256", "to_json",
+__all__ = ["KEY", "grouping_provenance", "output_records", "file_fingerprint", "array_sha256", "to_json",
            "read_provenance"]
 
 #: The NPZ member / HDF5 and Zarr attribute holding the record.
@@ -107,3 +107,21 @@ def read_provenance(path) -> Optional[dict]:
         return json.loads(value) if value is not None else None
     with np.load(path, allow_pickle=False) as npz:
         return json.loads(str(npz[KEY])) if KEY in npz.files else None
+
+
+def output_records(raw, nn: np.ndarray, N: int, grouping: dict, input_path=None,
+                   provenance=True, metadata=None) -> dict:
+    """The JSON records a grouped output carries, ``{name: record}``.
+
+    ``provenance`` first (:func:`grouping_provenance`; a dict adds its entries,
+    False leaves it out), then what ``metadata(nn)`` returns (the command's
+    grouping metrics, say). Every writer stores each the same way: an NPZ
+    member of JSON text, an HDF5 or Zarr attribute.
+    """
+    records = {}
+    if provenance is not False:
+        records[KEY] = grouping_provenance(raw, nn, N, grouping, input_path,
+                                           extra=provenance if isinstance(provenance, dict)
+                                           else None)
+    records.update(metadata(nn) if metadata else {})
+    return records

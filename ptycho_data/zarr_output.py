@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 
 from .atomic_directory import atomic_directory
-from .provenance import KEY as PROVENANCE_KEY
 
 __all__ = ["zarr_module", "CHUNK_BYTES", "chunk_rows", "aligned_groups", "is_zarr_store",
            "replaceable", "create_array", "ZarrSink", "store_bytes"]
@@ -155,8 +154,8 @@ class ZarrSink:
                              max(1, (16 << 20) // max(1, row_bytes)))
         array[...] = value
 
-    def write_metadata(self, record: dict) -> None:
-        self.group.attrs[PROVENANCE_KEY] = record
+    def write_metadata(self, key: str, record: dict) -> None:
+        self.group.attrs[key] = record
 
     def read(self, key, span) -> np.ndarray:
         if key == self._key:

@@ -25,7 +25,7 @@ from typing import Dict, Iterator, List, Optional, Type
 
 import pluggy
 
-from . import hookspecs, legacy, sample_then_group
+from . import cover, hookspecs, legacy, sample_then_group
 from ._warnings import warn
 from .strategy import GroupingStrategy
 
@@ -50,7 +50,7 @@ BUILTIN_SOURCE = "built-in"
 #: The modules of the strategies shipped with this package, each registered
 #: under its module name. They are declared here only (not as entry points):
 #: a source checkout without package metadata has them too.
-BUILTIN_PLUGINS = (sample_then_group, legacy)
+BUILTIN_PLUGINS = (sample_then_group, cover, legacy)
 
 
 class PluginWarning(UserWarning):

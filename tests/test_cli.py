@@ -42,8 +42,10 @@ def test_group_on_a_file_matches_the_library(demo, cli):
         32, K=6, nsamples=64, gridsize=2, seed=3, dataset_path=str(demo / "demo.npz"))
     with np.load(demo / "groups.npz", allow_pickle=False) as npz:
         record = json.loads(str(npz["provenance"]))
-        assert set(npz.files) - {"provenance"} == {k for k, v in expected.items() if v is not None}
-        for key in set(npz.files) - {"provenance"}:
+        # grouping_metrics: the command's JSON summary (tests/test_cli_metrics.py)
+        records = {"provenance", "grouping_metrics"}
+        assert set(npz.files) - records == {k for k, v in expected.items() if v is not None}
+        for key in set(npz.files) - records:
             assert np.array_equal(npz[key], expected[key]), key
             assert npz[key].dtype == expected[key].dtype, key
 

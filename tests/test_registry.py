@@ -74,11 +74,12 @@ def test_builtins_are_declared_once_as_hook_implementations():
     assert "ptycho_grouping" not in project.get("entry-points", {})
     reg = StrategyRegistry(load_entry_points=False)
     assert sorted(name for name, _ in reg.pm.list_name_plugin()) == [
-        "ptycho_grouping.legacy", "ptycho_grouping.sample_then_group"]
+        "ptycho_grouping.cover", "ptycho_grouping.legacy", "ptycho_grouping.sample_then_group"]
     for module in registry.BUILTIN_PLUGINS:
         # The same hook a third-party module implements, nothing else.
         assert [hc.name for hc in reg.pm.get_hookcallers(module)] == ["ptycho_grouping_strategies"]
     assert {i.name: i.plugin for i in reg.list()} == {
+        "cover_scan": "ptycho_grouping.cover",
         "legacy_group_then_sample": "ptycho_grouping.legacy",
         "sample_then_group": "ptycho_grouping.sample_then_group"}
 
@@ -197,8 +198,9 @@ def test_entry_points_naming_a_builtin_module_add_nothing(tmp_path, monkeypatch)
         reg = StrategyRegistry()
         infos = reg.list()
     assert sorted(name for name, _ in reg.pm.list_name_plugin()) == [
-        "ptycho_grouping.legacy", "ptycho_grouping.sample_then_group"]
-    assert [i.name for i in infos] == ["legacy_group_then_sample", "sample_then_group"]
+        "ptycho_grouping.cover", "ptycho_grouping.legacy", "ptycho_grouping.sample_then_group"]
+    assert [i.name for i in infos] == ["cover_scan", "legacy_group_then_sample",
+                                       "sample_then_group"]
     assert all(i.source == "built-in" for i in infos)
     assert reg.conflicts == {}
 

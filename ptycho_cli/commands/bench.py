@@ -6,6 +6,7 @@ import logging
 from ..bench import format_report, run_bench, write_json
 from ..bench_cluster import format_cluster, run_cluster_bench
 from ..bench_io import format_io, run_io_bench
+from ..bench_sampling import format_sampling, run_sampling_bench
 from ..bench_out_of_core import check_sizes, format_out_of_core, run_out_of_core
 from ..grouping import DEFAULT_GROUPS, DEFAULT_NEIGHBORS
 from ..options import UsageError, check_output_path, int_at_least, positive_int
@@ -64,6 +65,14 @@ def add_arguments(p) -> None:
                    help="scan points (64x64 float32 patterns) of the --cluster store")
     p.add_argument("--cluster-groups", type=positive_int, default=25_000,
                    help="groups written by the --cluster rows")
+    p.add_argument("--sampling", action="store_true",
+                   help="also measure how each strategy samples 10^4-point scans: coverage, "
+                        "groups the covering strategy needs, spread, overlap metrics")
+    p.add_argument("--sampling-large", action="store_true",
+                   help="with --sampling, also time cover_scan against the default at 10^6 "
+                        "points and ceil(M/C) groups")
+    p.add_argument("--sampling-only", action="store_true",
+                   help="run only the --sampling rows (skips the timing table)")
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON")
 
 
@@ -75,14 +84,17 @@ def run(args) -> int:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     sizes = list(args.sizes) + ([LARGE_SIZE] if args.large else [])
+    sampling = args.sampling or args.sampling_only or args.sampling_large
     with bar(args.show_progress, desc="bench", unit="row") as rows:
         def step(message):
             log.info("%s", message)
             rows.set_postfix_str(message, refresh=False)
             rows.update()
-        report = run_bench(sizes, repeat=args.repeat, groups=args.groups,
+        report = {} if args.sampling_only else run_bench(sizes, repeat=args.repeat, groups=args.groups,
                            neighbors=args.neighbors, e2e_N=args.e2e_N,
                            legacy_limit=args.legacy_limit, progress=step)
+        if sampling:
+            report["sampling"] = run_sampling_bench(large=args.sampling_large, say=step)
         if args.out_of_core:
             report["out_of_core"] = run_out_of_core(
                 store_mib=args.store_mib, limit_mib=args.limit_mib, neighbors=args.neighbors,
@@ -95,7 +107,10 @@ def run(args) -> int:
                                                   groups=args.cluster_groups,
                                                   neighbors=args.neighbors, workdir=args.io_dir,
                                                   say=step)
-    print(format_report(report))
+    if not args.sampling_only:
+        print(format_report(report))
+    if sampling:
+        print(format_sampling(report["sampling"]))
     if args.out_of_core:
         print(format_out_of_core(report["out_of_core"]))
     if args.io:

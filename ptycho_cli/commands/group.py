@@ -1,6 +1,7 @@
 """``ptycho-group group``: group a dataset and stream the grouped arrays to a file."""
 from __future__ import annotations
 
+import json
 import resource
 import time
 from pathlib import Path
@@ -8,7 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from ptycho_data.grouped_writer import DEFAULT_CHUNK_MIB, FORMATS, write_grouped
+from ptycho_data.probe_size import describe_probe_diameter, probe_diameter
 from ptycho_data.zarr_output import replaceable, store_bytes
+from ptycho_grouping.metrics import grouping_metrics
 
 from ..grouping import (
     add_grouping_options,
@@ -52,6 +55,10 @@ def add_arguments(p) -> None:
     p.add_argument("--mmap", action="store_true",
                    help="no effect, kept for old scripts: INPUT is always memory-mapped when "
                         "it is stored uncompressed (np.savez), and loaded otherwise")
+    p.add_argument("--probe-diameter", metavar="D", type=_positive_float, default=None,
+                   help="probe diameter (coordinate units) for the overlap metrics (default: "
+                        "derived from the dataset's probe: the "
+                        f"{describe_probe_diameter()})".replace("%", "%%"))
     add_grouping_options(p)
     add_dask_options(p)
 
@@ -62,6 +69,59 @@ def _out_format(args, out_path: Path) -> str:
         return args.out_format
     suffix = out_path.suffix.lower()
     return next((fmt for fmt, endings in FORMAT_SUFFIXES.items() if suffix in endings), "npz")
+
+
+#: Where the grouping metrics are stored, as the provenance is: an NPZ member of JSON
+#: text (``json.loads(str(np.load(out)[METRICS_KEY]))``, nothing unpickled), an HDF5 or
+#: Zarr attribute.
+METRICS_KEY = "grouping_metrics"
+
+
+def _positive_float(text: str) -> float:
+    import argparse
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and np.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def _metrics_for(raw, args):
+    """The metrics of ``nn`` as a dict, with where the probe diameter came from."""
+    if args.probe_diameter is not None:
+        diameter, how = args.probe_diameter, "--probe-diameter"
+    else:
+        diameter = probe_diameter(raw.probeGuess)
+        how = describe_probe_diameter() if diameter is not None else "no probe: overlap not measured"
+    coords = np.column_stack([np.asarray(raw.xcoords), np.asarray(raw.ycoords)])
+
+    def compute(nn):
+        out = grouping_metrics(coords, nn, probe_diameter=diameter).to_dict()
+        out["probe_diameter_source"] = how
+        return out
+    return compute
+
+
+def _metric_lines(m: dict) -> list:
+    hist = m["use_count_histogram"]
+    lines = [f"use counts  min {m['use_count_min']}, mean {m['use_count_mean']:.2f}, "
+             f"max {m['use_count_max']}, CV {m['use_count_cv']:.2f}; unused "
+             f"{hist[0] if hist else 0}",
+             f"spread      member-seed mean "
+             + ("-" if m["seed_distance_mean"] is None else f"{m['seed_distance_mean']:.4g}")
+             + f", member-centre mean {m['centre_distance_mean']:.4g}"]
+    if m["probe_diameter"] is None:
+        lines.append(f"overlap     not measured ({m['probe_diameter_source']}; "
+                     "give --probe-diameter)")
+    else:
+        m1 = m["metric_1_group_based_avg"]
+        lines.append(f"overlap     group {'-' if m1 is None else f'{m1:.3f}'}, image "
+                     f"{m['metric_2_image_based_avg']:.3f}, group-to-group "
+                     f"{m['metric_3_group_to_group_avg']:.3f} (probe diameter "
+                     f"{m['probe_diameter']:.4g}: {m['probe_diameter_source']})")
+    return lines
 
 
 def _check_suffix(args, out_path: Path) -> None:
@@ -114,6 +174,12 @@ def run(args) -> int:
         for text in plan.notes:
             note(args, text)
         record = {"command": _command_line(args, plan, args.out_format)}
+        compute = _metrics_for(raw, args)
+        measured = {}
+
+        def metadata(groups):
+            measured.update(compute(groups))
+            return {METRICS_KEY: measured}
         with dask_client(args) as client:
             start = time.perf_counter()
             with bar(show, desc=f"grouping and writing {out_path}", unit="B", unit_scale=True,
@@ -122,7 +188,7 @@ def run(args) -> int:
                     written.total = total
                     written.update(done - written.n)
                 common = dict(chunk_groups=args.chunk_groups, progress=advance if show else False,
-                              provenance=record, input_path=args.input,
+                              provenance=record, input_path=args.input, metadata=metadata,
                               **plan.library_kwargs(args, args.input))
                 if client is None:
                     nn = write_grouped(raw, out_path, n_pix, out_format=args.out_format, **common)
@@ -145,6 +211,8 @@ def run(args) -> int:
     summary(args, f"groups      {nn.shape[0]} x {nn.shape[1]} (gridsize {plan.gridsize}, "
                   f"{plan.describe_k()}, strategy {plan.strategy}, seed {args.seed})")
     summary(args, f"coverage    {covered} distinct scan points ({100 * covered / n_points:.1f}%)")
+    for line in _metric_lines(measured):
+        summary(args, line)
     summary(args, f"time        {elapsed * 1e3:.1f} ms (grouping, gathering and writing)")
     summary(args, f"peak RSS    {_peak_rss_mib():.0f} MiB (whole process)")
     for line in cluster_lines:

@@ -1,0 +1,144 @@
+"""The covering strategy: every position used, the default's group contract, few groups."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ptycho_grouping import GroupingRequest, NeighborIndex, get_strategy
+from ptycho_grouping.cover import CoverScan, min_groups_for_cover
+from ptycho_grouping.metrics import grouping_metrics
+from scan_patterns import make_coords
+
+FAMILIES = ("jittered_raster", "fermat_spiral", "uniform", "clustered", "line", "duplicated")
+
+
+def brute_knn(coords, seed, k):
+    """The seed's k nearest by (squared distance, index), seed excluded."""
+    d2 = ((coords - coords[seed]) ** 2).sum(axis=1)
+    order = np.lexsort((np.arange(len(coords)), d2))
+    return [int(i) for i in order if i != seed][:k]
+
+
+@given(st.sampled_from(FAMILIES), st.integers(2, 300), st.sampled_from([(2, 4), (2, 7), (3, 9),
+                                                                          (3, 12)]),
+       st.integers(0, 2**16))
+def test_cover_uses_every_position_within_the_seed_neighbourhood(family, m, gk, seed):
+    g, k = gk
+    c = g * g
+    coords = make_coords(family, m, seed)
+    if m < c:
+        return
+    req = GroupingRequest(n_groups=1, group_size=c, neighbors=k, rng=seed)
+    with pytest.warns(UserWarning) if k > m - 1 else _nothing():
+        need = min_groups_for_cover(coords, req)
+    req = GroupingRequest(n_groups=need, group_size=c, neighbors=k, rng=seed)
+    with pytest.warns(UserWarning) if k > m - 1 else _nothing():
+        groups = get_strategy("cover_scan").group(coords, req)
+    assert groups.shape == (need, c)
+    assert np.array_equal(np.unique(groups), np.arange(m))  # every position used
+    assert need >= math.ceil(m / c)
+    kk = min(k, m - 1)
+    for row in groups[:: max(1, len(groups) // 25)]:
+        assert len(set(row.tolist())) == c
+        assert set(row[1:].tolist()) <= set(brute_knn(coords, row[0], kk))
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@given(st.sampled_from(FAMILIES), st.integers(0, 2**16))
+def test_deterministic_for_a_seed(family, seed):
+    coords = make_coords(family, 400, seed)
+    req = GroupingRequest(n_groups=150, group_size=4, neighbors=7, rng=seed)
+    a = CoverScan().group(coords, req)
+    b = CoverScan().group(NeighborIndex(coords), req)
+    assert np.array_equal(a, b)
+    seq = GroupingRequest(n_groups=150, group_size=4, neighbors=7, rng=seed, sequential=True)
+    other = GroupingRequest(n_groups=150, group_size=4, neighbors=7, rng=seed + 1,
+                            sequential=True)
+    assert np.array_equal(CoverScan().group(coords, seq), CoverScan().group(coords, other))
+
+
+@pytest.mark.parametrize("pattern", ["raster", "spiral", "random"])
+@pytest.mark.parametrize("g,k", [(2, 7), (2, 9), (3, 9)])
+def test_half_the_cover_count_covers_nearly_as_many_as_it_could(pattern, g, k):
+    from ptycho_cli.demo import scan_positions
+    m, c = 10_000, g * g
+    coords = scan_positions(m, pattern, step=1.0, rng=0)
+    n = math.ceil(m / c) // 2
+    groups = CoverScan().group(coords, GroupingRequest(n_groups=n, group_size=c, neighbors=k,
+                                                       rng=0))
+    assert len(np.unique(groups)) >= 0.95 * min(m, n * c)
+    default = get_strategy().group(coords, GroupingRequest(n_groups=n, group_size=c,
+                                                           neighbors=k, rng=0))
+    ours, theirs = grouping_metrics(coords, groups), grouping_metrics(coords, default)
+    assert ours.seed_distance_mean <= 1.3 * theirs.seed_distance_mean  # compact groups
+    assert ours.n_used > theirs.n_used
+
+
+@pytest.mark.parametrize("pattern", ["raster", "spiral", "random"])
+@pytest.mark.parametrize("k", [7, 9])
+def test_gridsize_2_cover_needs_at_most_1_2_times_m_over_c(pattern, k):
+    from ptycho_cli.demo import scan_positions
+    m, c = 10_000, 4
+    coords = scan_positions(m, pattern, step=1.0, rng=0)
+    need = min_groups_for_cover(coords, GroupingRequest(n_groups=1, group_size=c, neighbors=k,
+                                                        rng=0))
+    assert math.ceil(m / c) <= need <= 1.2 * math.ceil(m / c)
+
+
+def test_more_than_the_cover_adds_default_draws():
+    coords = make_coords("jittered_raster", 300, 3)
+    req = GroupingRequest(n_groups=1, group_size=4, neighbors=7, rng=5)
+    need = min_groups_for_cover(coords, req)
+    more = CoverScan().group(coords, GroupingRequest(n_groups=need + 40, group_size=4,
+                                                     neighbors=7, rng=5))
+    cover = CoverScan().group(coords, GroupingRequest(n_groups=need, group_size=4,
+                                                      neighbors=7, rng=5))
+    assert more.shape == (need + 40, 4)
+    assert np.array_equal(more[:need], cover)
+    index = NeighborIndex(coords)
+    for row in more[need:]:
+        assert set(row[1:].tolist()) <= set(index.neighbors(row[:1], 7)[0].tolist())
+
+
+def test_fewer_groups_than_points_cover_disjointly_first():
+    coords = make_coords("uniform", 2000, 1)
+    groups = CoverScan().group(coords, GroupingRequest(n_groups=100, group_size=4,
+                                                       neighbors=7, rng=2))
+    assert len(np.unique(groups)) == 400  # the first groups bring C new points each
+
+
+def test_gridsize_1_and_validation():
+    coords = make_coords("uniform", 50, 0)
+    one = CoverScan().group(coords, GroupingRequest(n_groups=50, group_size=1, rng=0))
+    assert sorted(one[:, 0].tolist()) == list(range(50))
+    assert min_groups_for_cover(coords, GroupingRequest(n_groups=1, group_size=1)) == 50
+    with pytest.raises(ValueError, match=r"(?s)neighbors.*K=3.*cover_scan|cover_scan.*K=3"):
+        CoverScan().group(coords, GroupingRequest(n_groups=5, group_size=4, neighbors=3))
+    with pytest.raises(ValueError, match="enable_oversampling"):
+        CoverScan().group(coords, GroupingRequest(n_groups=60, group_size=4, neighbors=7))
+    over = CoverScan().group(coords, GroupingRequest(n_groups=60, group_size=4, neighbors=7,
+                                                     enable_oversampling=True, rng=0))
+    assert over.shape == (60, 4) and len(np.unique(over)) == 50
+
+
+def test_global_random_state_untouched():
+    state = np.random.get_state()
+    CoverScan().group(make_coords("uniform", 500, 0),
+                      GroupingRequest(n_groups=200, group_size=4, neighbors=7, rng=None))
+    assert np.array_equal(np.random.get_state()[1], state[1])
+
+
+def test_huge_coordinates_group_as_ordinary_ones():
+    coords = make_coords("jittered_raster", 400, 0)
+    req = GroupingRequest(n_groups=1, group_size=4, neighbors=7, rng=0)
+    assert (min_groups_for_cover(coords * 2.0**1000, req)
+            == min_groups_for_cover(coords, req))
