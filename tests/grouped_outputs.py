@@ -4,10 +4,14 @@ import json
 import numpy as np
 
 
+#: JSON text members (NPZ) or attributes (Zarr, HDF5) beside the arrays.
+RECORD_KEYS = ("provenance", "grouping_metrics")
+
+
 def npz_arrays(path):
     with np.load(path, allow_pickle=False) as npz:
         record = json.loads(str(npz["provenance"])) if "provenance" in npz.files else None
-        return {k: npz[k] for k in npz.files if k != "provenance"}, record
+        return {k: npz[k] for k in npz.files if k not in RECORD_KEYS}, record
 
 
 def zarr_arrays(path):

@@ -266,10 +266,14 @@ def test_every_package_directory_ships_in_the_wheel():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
     root = Path(__file__).resolve().parents[1]
-    listed = set(tomllib.loads((root / "pyproject.toml").read_text())
-                 ["tool"]["setuptools"]["packages"])
+    setuptools_table = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setuptools_table["packages"])
     found = {".".join(init.parent.relative_to(root).parts)
              for top in ("ptycho_data", "ptycho_grouping", "ptycho_cli")
              for init in (root / top).rglob("__init__.py")}
+    # The surface, ptycho/, ships as data under another name (package-dir).
+    assert setuptools_table["package-dir"] == {"ptycho_data.surface": "ptycho"}
+    found |= {"ptycho_data.surface" + "".join("." + part for part in init.parent.relative_to(
+        root / "ptycho").parts) for init in (root / "ptycho").rglob("__init__.py")}
     assert "ptycho_cli.commands" in found and found == listed
     assert not {name for name in listed if top(name) in ("ptycho", "migration")}
