@@ -85,7 +85,8 @@ ENGINE_NAMES = Names()
 class _Formatter(string.Formatter):
     """Renders a template: a field that is a parameter becomes its reference.
 
-    Format specs on parameters: none (``n_groups=60``), ``name``
+    Format specs on parameters: none (``n_groups=60``, ``gridsize=2 (C=4)``),
+    ``bare`` (the same without a layer's note: ``gridsize=2``), ``name``
     (``n_groups``), ``value`` (``60``), ``set`` (``set enable_oversampling=True``).
     """
 
@@ -108,6 +109,8 @@ class _Formatter(string.Formatter):
             return name
         if spec == "value":
             return repr(value)
+        if spec == "bare":
+            return style.ref(name, value)
         if spec == "set":
             return style.set(name, True if isinstance(value, bool) else value)
         return style.ref(name, value, note)
@@ -208,7 +211,7 @@ class ParameterIssue:
         Returns a new instance of the same class with the same fields; raise
         it ``from`` this one. ``addendum`` is appended to this rendering only.
         """
-        new = object.__new__(type(self))
+        new = type(self).__new__(type(self))
         new.__dict__.update(self.__dict__)
         new.params, new.facts = dict(self.params), dict(self.facts)
         new.names = self.names + (names,)
@@ -224,7 +227,7 @@ class ParameterIssue:
 
 
 def _rebuilt(cls, args):
-    obj = object.__new__(cls)
+    obj = cls.__new__(cls)
     obj.args = args
     return obj
 

@@ -210,7 +210,7 @@ def check_request_fits(n_points: int, group_size: int, neighbors: int, min_neigh
         raise InvalidParameterError(
             "group_size", group_size, "at most the number of scan points ({n_points})",
             facts={"n_points": n_points, "C": group_size}, code="group_larger_than_points",
-            template="{group_size} needs {C} distinct positions per group, more than the "
+            template="{group_size:bare} needs C={C} distinct positions per group, more than the "
                      "{n_points} scan points")
     if group_size > 1 and neighbors < min_neighbors:
         raise InvalidParameterError(

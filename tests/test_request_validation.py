@@ -71,7 +71,7 @@ def test_bad_coordinates(bad, exc, message):
 
 
 def test_fewer_points_than_group_size():
-    with pytest.raises(ValueError, match=r"group_size=9 needs 9 distinct positions per group, more than the 5 scan points"):
+    with pytest.raises(ValueError, match=r"group_size=9 needs C=9 distinct positions per group, more than the 5 scan points"):
         get_strategy().group(XY[:5], GroupingRequest(n_groups=1, group_size=9, neighbors=9))
 
 
