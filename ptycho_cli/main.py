@@ -12,7 +12,7 @@ import threading
 from ptycho_grouping import __version__
 
 from .commands import COMMANDS
-from .messages import in_command_words
+from .grouping import in_command_words
 from .options import COMMON_DEFAULTS, PROG, Parser, UsageError, common_options
 from .output import configure
 
@@ -62,8 +62,8 @@ def main(argv=None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        text = str(exc).strip()
-        message = in_command_words(text.splitlines()[0] if text else type(exc).__name__)
+        text = str(in_command_words(exc)).strip()
+        message = text.splitlines()[0] if text else type(exc).__name__
         if not isinstance(exc, EXPECTED_ERRORS):
             message = f"{type(exc).__name__}: {message} (run with --debug for the traceback)"
         print(f"{PROG}: error: {message}", file=sys.stderr)

@@ -101,9 +101,7 @@ class _Formatter(string.Formatter):
     def format_field(self, obj, spec):
         if not isinstance(obj, _Param):
             return format(obj, spec)
-        name, value, note = obj.key, obj.value, ""
-        for names in self.issue.names:
-            name, value, note = names.spell(name, value)
+        name, value, note = self.issue._spelled(obj.key, obj.value)
         style = self.issue.names[-1] if self.issue.names else ENGINE_NAMES
         if spec == "name":
             return name
@@ -122,8 +120,11 @@ class _Param:
     value: object
 
 
-class ParameterIssue:
-    """What an error or warning about a parameter carries (the mixin of the three classes).
+class ParameterIssue(Exception):
+    """What an error or warning about a parameter carries (the base of the classes below).
+
+    An ``Exception`` so that ``except ParameterIssue`` is allowed; the
+    concrete classes add ``ValueError``, ``TypeError`` or ``UserWarning``.
 
     Parameters
     ----------
@@ -151,8 +152,9 @@ class ParameterIssue:
     names : tuple of Names
         The tables the message is spelled through, innermost first (empty: the
         engine's names).
-    addendum : str
-        Words one layer added to its own rendering (dropped by the next rename).
+    addendum, prefix : str
+        Words one layer added after or before its own rendering (dropped by
+        the next rename).
     """
 
     def __init__(self, param: str, value, requirement: str, *, related=None, facts=None,
@@ -165,7 +167,7 @@ class ParameterIssue:
         self.template = template if template is not None else (
             f"{{{param}:name}} must be {{requirement}}, got {{{param}:value}}")
         self.names: Tuple[Names, ...] = ()
-        self.addendum = ""
+        self.addendum = self.prefix = ""
         super().__init__(self.message())
 
     @property
@@ -196,26 +198,28 @@ class ParameterIssue:
     def _spelled(self, key, value=None):
         name, value, note = key, self.params[key] if value is None else value, ""
         for names in self.names:
-            name, value, note = names.spell(name, value)
+            name, value, own = names.spell(name, value)
+            note = own or note  # an outer layer keeps what an inner one noted (C=4)
         return name, value, note
 
     def message(self) -> str:
         """The message in this error's names (what ``str()`` gives)."""
         fmt = _Formatter(self)
         self.facts["requirement"] = fmt.vformat(self._requirement, (), {})
-        return fmt.vformat(self.template, (), {}) + self.addendum
+        return self.prefix + fmt.vformat(self.template, (), {}) + self.addendum
 
-    def renamed(self, names: Names, addendum: str = ""):
+    def renamed(self, names: Names, addendum: str = "", prefix: str = ""):
         """The same error or warning, its message spelled through ``names`` as well.
 
         Returns a new instance of the same class with the same fields; raise
-        it ``from`` this one. ``addendum`` is appended to this rendering only.
+        it ``from`` this one. ``addendum`` and ``prefix`` (say, the file the
+        command read) frame this rendering only; a further rename drops them.
         """
         new = type(self).__new__(type(self))
         new.__dict__.update(self.__dict__)
         new.params, new.facts = dict(self.params), dict(self.facts)
         new.names = self.names + (names,)
-        new.addendum = addendum
+        new.addendum, new.prefix = addendum, prefix
         new.args = (new.message(),)
         return new
 

@@ -227,8 +227,10 @@ class StrategyRegistry:
                 template="unknown {grouping_strategy:name} {grouping_strategy:value}; "
                          "registered strategies: {known}") from None
         if name in self._conflicts:
-            raise ValueError(f"{_conflict_message(name, self._conflicts[name])}; "
-                             "uninstall or rename one of them")
+            raise InvalidParameterError(
+                "grouping_strategy", name, "a name only one installed strategy claims",
+                facts={"conflict": _conflict_message(name, self._conflicts[name])},
+                template="{conflict}; uninstall or rename one of them")
         return info.cls()
 
 
