@@ -19,6 +19,7 @@ __all__ = ["CALLER_NAMES", "in_callers_names"]
 
 
 def _gridsize(c):
+    """``gridsize`` for ``C = gridsize**2`` (a C that is no square, which RawData never asks, as is)."""
     root = math.isqrt(c)
     return root if root * root == c else c
 
@@ -27,7 +28,7 @@ def _gridsize(c):
 #: ``C = gridsize**2``: spelled ``gridsize=2 (C=4)``.
 CALLER_NAMES = Names({
     "n_groups": "nsamples",
-    "group_size": Rename("gridsize", value=_gridsize, note=lambda g: f" (C={g * g})"),
+    "group_size": Rename("gridsize", value=_gridsize, note=lambda c: f" (C={c})"),
     "neighbors": "K",
     "rng": "seed",
     "sequential": "sequential_sampling",

@@ -33,7 +33,8 @@ class Rename:
     """One entry of a :class:`Names` table: the caller's name for a parameter.
 
     ``value`` turns the engine's value into the caller's (``group_size`` 4 ->
-    ``gridsize`` 2); ``note`` adds what the caller's value hides (``" (C=4)"``).
+    ``gridsize`` 2); ``note``, given the value before that, adds what the
+    caller's value hides (``" (C=4)"``).
     """
 
     name: str
@@ -60,8 +61,7 @@ class Names:
         entry = self.table.get(param)
         if entry is None:
             return param, value, ""
-        value = entry.value(value)
-        return entry.name, value, entry.note(value)
+        return entry.name, entry.value(value), entry.note(value)
 
     def ref(self, name: str, value, note: str = "") -> str:
         if self.flags:
