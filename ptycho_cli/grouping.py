@@ -9,6 +9,7 @@ of scan points.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 from dataclasses import dataclass, field
 from typing import Iterator, List, Optional
@@ -16,13 +17,17 @@ from typing import Iterator, List, Optional
 import numpy as np
 
 from ptycho_data.config import TrainingConfig
+from ptycho_data.parameter_names import CALLER_NAMES
+from ptycho_grouping import GroupingRequest
+from ptycho_grouping.errors import Names, ParameterIssue
 from ptycho_grouping.registry import DEFAULT_STRATEGY, get_strategy
 
 from .inputs import DEMO_POINTS
 from .options import UsageError, non_negative_int, positive_int
 
 __all__ = ["DEFAULT_NEIGHBORS", "DEFAULT_GROUPS", "add_grouping_options", "GroupingPlan",
-           "check_grouping_flags", "plan_grouping", "zero_spread_groups", "naming"]
+           "check_grouping_flags", "plan_grouping", "zero_spread_groups", "naming",
+           "COMMAND_NAMES", "in_command_words"]
 
 #: K when ``--neighbors`` is not given and the gridsize allows it: members
 #: drawn from a few more neighbours than a 2x2 group needs vary between draws.
@@ -31,29 +36,66 @@ DEFAULT_NEIGHBORS = 7
 DEFAULT_GROUPS = TrainingConfig().n_groups
 
 
-def add_grouping_options(p) -> None:
-    """The options that choose the groups (shared by ``group`` and ``plot``)."""
+def add_grouping_options(p) -> list:
+    """The options that choose the groups (shared by ``group`` and ``plot``); returns their actions."""
     g = p.add_argument_group("grouping")
-    g.add_argument("--gridsize", metavar="G", type=positive_int, default=2,
-                   help="each group has C = gridsize**2 members")
-    g.add_argument("--groups", metavar="B", type=positive_int, default=None,
-                   help=f"number of groups (default: {DEFAULT_GROUPS}, or the number of scan "
-                        "points when there are fewer)")
-    g.add_argument("--neighbors", "-K", metavar="K", type=positive_int, default=None,
-                   help="members come from the seed's K nearest neighbours (default: "
-                        f"{DEFAULT_NEIGHBORS}, or the smallest K the strategy allows for the "
-                        "gridsize when that is larger: gridsize**2 for the default strategy)")
-    g.add_argument("--seed", metavar="SEED", type=non_negative_int, default=0, help="random seed")
-    g.add_argument("--strategy", metavar="NAME", default=DEFAULT_STRATEGY,
-                   help="grouping strategy (see 'ptycho-group strategies')")
-    g.add_argument("--sequential", action="store_true",
-                   help="deterministic: first points as seeds, nearest neighbours as members")
-    g.add_argument("--oversample", action="store_true",
-                   help="allow more groups than scan points (gridsize > 1)")
-    g.add_argument("--pool-size", metavar="P", type=positive_int, default=None,
-                   help="neighbour pool when oversampling (default: K)")
-    g.add_argument("--points", metavar="M", type=positive_int, default=None,
-                   help=f"size of the built-in demo when INPUT is omitted (default: {DEMO_POINTS})")
+    actions = []
+
+    def add(*flags, **kwargs):
+        actions.append(g.add_argument(*flags, **kwargs))
+
+    add("--gridsize", metavar="G", type=positive_int, default=2,
+        help="each group has C = gridsize**2 members")
+    add("--groups", metavar="B", type=positive_int, default=None,
+        help=f"number of groups (default: {DEFAULT_GROUPS}, or the number of scan "
+             "points when there are fewer)")
+    add("--neighbors", "-K", metavar="K", type=positive_int, default=None,
+        help="members come from the seed's K nearest neighbours (default: "
+             f"{DEFAULT_NEIGHBORS}, or the smallest K the strategy allows for the "
+             "gridsize when that is larger: gridsize**2 for the default strategy)")
+    add("--seed", metavar="SEED", type=non_negative_int, default=0, help="random seed")
+    add("--strategy", metavar="NAME", default=DEFAULT_STRATEGY,
+        help="grouping strategy (see 'ptycho-group strategies')")
+    add("--sequential", action="store_true",
+        help="deterministic: first points as seeds, nearest neighbours as members")
+    add("--oversample", action="store_true",
+        help="allow more groups than scan points (gridsize > 1)")
+    add("--pool-size", metavar="P", type=positive_int, default=None,
+        help="neighbour pool when oversampling (default: K)")
+    add("--points", metavar="M", type=positive_int, default=None,
+        help=f"size of the built-in demo when INPUT is omitted (default: {DEMO_POINTS})")
+    return actions
+
+
+#: The data layer's argument -> the ``dest`` of the option that sets it.
+_DEST_OF = {"nsamples": "groups", "gridsize": "gridsize", "K": "neighbors", "seed": "seed",
+            "sequential_sampling": "sequential", "enable_oversampling": "oversample",
+            "neighbor_pool_size": "pool_size", "grouping_strategy": "strategy"}
+
+
+def _command_names() -> Names:
+    """The data layer's argument names -> the flags, read from the options themselves."""
+    flags = {action.dest: next(o for o in action.option_strings if o.startswith("--"))
+             for action in add_grouping_options(argparse.ArgumentParser(add_help=False))}
+    return Names({arg: flags[dest] for arg, dest in _DEST_OF.items()}, flags=True)
+
+
+#: How the command spells parameters: ``--groups 60``, ``--gridsize 2 (C=4)``, ``--oversample``.
+COMMAND_NAMES = _command_names()
+
+
+def in_command_words(issue, prefix: str = ""):
+    """An error or warning about a parameter, spelled in flags (``prefix`` before it).
+
+    An engine issue goes through the data layer's names first, so that one
+    table, keyed by the data layer's arguments, serves both. Anything else
+    comes back as it is.
+    """
+    if not isinstance(issue, ParameterIssue) or COMMAND_NAMES in issue.names:
+        return issue
+    if CALLER_NAMES not in issue.names:  # raised by the engine to us directly
+        issue = issue.renamed(CALLER_NAMES)
+    return issue.renamed(COMMAND_NAMES, prefix=prefix)
 
 
 def check_grouping_flags(args) -> None:
@@ -107,8 +149,13 @@ def plan_grouping(args, n_points: int) -> GroupingPlan:
         if groups < DEFAULT_GROUPS:
             notes.append(f"--groups defaults to {DEFAULT_GROUPS}, capped at the {n_points} "
                          "scan points")
-    # The engine clamps K to the other points there are (and warns); say what it used.
-    k_used = min(k, n_points - 1) if c > 1 and n_points > 1 else k
+    # The strategy checks the request (so a refusal comes before any writing) and
+    # says what it will use: K clamped to the other points there are, which the
+    # summary reports. Its notes come as warnings when it groups.
+    request = GroupingRequest(n_groups=groups, group_size=c, neighbors=k, rng=args.seed,
+                              sequential=args.sequential, enable_oversampling=args.oversample,
+                              neighbor_pool_size=args.pool_size)
+    k_used = strategy.resolve(request, n_points).neighbors if c > 1 else k
     return GroupingPlan(args.gridsize, groups, k, k_used, args.strategy, notes)
 
 
@@ -123,9 +170,15 @@ def zero_spread_groups(x, y, nn: np.ndarray) -> int:
 
 @contextlib.contextmanager
 def naming(source: Optional[str]) -> Iterator[None]:
-    """Errors about the data name the file the user gave (``source``) when they do not already."""
+    """Errors about the data name the file the user gave (``source``) when they do not already.
+
+    An error about a parameter comes out in flags, the same class, chained
+    from the library's.
+    """
     try:
         yield
+    except ParameterIssue as exc:
+        raise in_command_words(exc, prefix=f"{source}: " if source else "") from exc
     except ValueError as exc:
         text = str(exc)
         if source and source not in text:

@@ -17,7 +17,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from ptycho_grouping import __version__
 
 from .commands import COMMANDS
-from .messages import in_command_words
+from .grouping import in_command_words
 from .options import COMMON_DEFAULTS, PROG, Parser, UsageError, common_options
 from .output import configure
 
@@ -98,8 +98,8 @@ def _run(args) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        text = str(exc).strip()
-        message = in_command_words(text.splitlines()[0] if text else type(exc).__name__)
+        text = str(in_command_words(exc)).strip()
+        message = text.splitlines()[0] if text else type(exc).__name__
         if not isinstance(exc, EXPECTED_ERRORS):
             message = f"{type(exc).__name__}: {message} (run with --debug for the traceback)"
         print(f"{PROG}: error: {message}", file=sys.stderr)

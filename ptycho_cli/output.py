@@ -13,7 +13,9 @@ import logging
 import sys
 import warnings
 
-from .messages import in_command_words
+from ptycho_grouping.errors import ParameterIssue
+
+from .grouping import in_command_words
 from .options import PROG
 from .progress import progress_wanted, write_line
 
@@ -37,7 +39,11 @@ def configure(args) -> None:
 
     def one_line(message, category, filename, lineno, file=None, line=None):
         if not args.quiet:
-            write_line(f"{PROG}: {category.__name__}: {in_command_words(str(message))}")
+            # A ParameterWarning is shown as the standard class it extends (UserWarning).
+            shown = category
+            if issubclass(category, ParameterIssue):
+                shown = next(c for c in category.__mro__ if c.__module__ == "builtins")
+            write_line(f"{PROG}: {shown.__name__}: {in_command_words(message)}")
 
     warnings.showwarning = one_line  # library warnings: one line each, no source echo
 

@@ -11,7 +11,7 @@ transition period, the deprecated grouping functions.
 
 What an assigned array must be is in :mod:`ptycho_data.dataset_checks`, the
 ``_metadata`` member's encoding in :mod:`ptycho_data.file_metadata`, and the
-rewording of engine errors in :mod:`ptycho_data.caller_terms`.
+caller's names for the engine's parameters in :mod:`ptycho_data.parameter_names`.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from typing import Optional
 import numpy as np
 
 from ptycho_grouping import GroupingRequest, NeighborIndex, get_strategy
+from ptycho_grouping.errors import warning_names
 from ptycho_grouping.npz_io import atomic_savez, load_npz
 from ptycho_grouping.registry import DEFAULT_STRATEGY
 from ptycho_grouping.validation import check_bool, check_positive_int, check_rng
@@ -38,7 +39,6 @@ from ._deprecated import (  # noqa: F401 - the deprecated names stay importable 
     sample_rows,
     warn_deprecated,
 )
-from .caller_terms import reraise_in_callers_terms
 from .cxi import read_cxi
 from .dataset_checks import (CheckedAttribute, check_coordinates, check_image, check_patches,
                              check_path, check_patterns, check_scan_index, usable_patches)
@@ -46,6 +46,7 @@ from .file_metadata import (METADATA_KEY, metadata_from_member, metadata_member,
                             metadata_mismatches)
 from .grouped_arrays import (channels_last, index_dtype, member_coords, normalisation_scale,
                              patch_shifts, pattern_energies, scaled, value_range)
+from .parameter_names import CALLER_NAMES, GROUP_SIZE_NAMES, in_callers_names
 from .patches import extract_patches
 
 __all__ = ["RawData", "REQUIRED_KEYS", "OPTIONAL_KEYS", "METADATA_KEY", "normalize_data",
@@ -562,14 +563,16 @@ class RawData:
             warnings.warn(f"nsamples={nsamples} is more than the {m} scan points: returning "
                           f"{m} groups, one per point", UserWarning, stacklevel=2)
             nsamples = m
-        if C > 1 and K < C:
-            raise ValueError(f"K={K} must be >= C={C}: each group's {C} members are drawn "
-                             f"from the seed's K nearest neighbours")
         strategy = get_strategy(DEFAULT_STRATEGY)
         request = GroupingRequest(n_groups=nsamples, group_size=C, neighbors=K,
                                   rng=check_rng("seed", self._default_seed(seed, strategy)),
                                   sequential=sequential)
-        groups = strategy.group(self._neighbor_index(None), request)
+        # The strategy checks K against C (PtychoPINN's "K=3 must be >= C=5").
+        try:
+            with warning_names(GROUP_SIZE_NAMES):
+                groups = strategy.group(self._neighbor_index(None), request)
+        except (ValueError, TypeError) as exc:
+            in_callers_names(exc, names=GROUP_SIZE_NAMES)
         return groups.astype(index_dtype(len(self)), copy=False)
 
     def _neighbor_index(self, points: Optional[np.ndarray]) -> NeighborIndex:
@@ -716,24 +719,18 @@ class RawData:
         points = self._subsample(n_subsample, subsample_seed)
         index = self._neighbor_index(points)
         c = gridsize * gridsize
-        where = (f"the {index.n_points} subsampled scan points (n_subsample)"
-                 if points is not None else f"the {index.n_points} scan points")
-        if c > index.n_points:
-            raise ValueError(f"gridsize={gridsize} needs C={c} distinct positions per group, "
-                             f"more than {where}")
-        k_min = strategy.min_neighbors(c) if c > 1 else 1
-        if K < k_min:
-            raise ValueError(f"K={K} must be at least {k_min} for gridsize={gridsize} (C={c}) "
-                             f"with grouping_strategy={strategy.name!r}")
         request = GroupingRequest(
             n_groups=nsamples, group_size=c, neighbors=K, rng=seed,
             sequential=sequential_sampling, enable_oversampling=enable_oversampling,
             neighbor_pool_size=neighbor_pool_size, dataset_path=dataset_path,
             progress=check_bool("progress", progress))
+        # The strategy checks the request (K against C, C against the points, the
+        # oversampling rules); its errors and warnings come back in our names.
         try:
-            nn_indices = strategy.group(index, request)
+            with warning_names(CALLER_NAMES):
+                nn_indices = strategy.group(index, request)
         except (ValueError, TypeError) as exc:
-            reraise_in_callers_terms(exc, gridsize)
+            in_callers_names(exc, subsampled=points is not None)
         if points is not None:
             nn_indices = points[nn_indices]
         log.info("%s: %d groups of %d from %d positions", strategy.name, len(nn_indices),

@@ -7,16 +7,21 @@
 >>> groups.shape
 (64, 4)
 """
+from .errors import InvalidParameterError, InvalidParameterTypeError, ParameterWarning
 from .hookspecs import hookimpl
 from .neighbors import NeighborIndex
 from .registry import get_strategy, list_strategies
-from .strategy import GroupingRequest, GroupingStrategy
+from .strategy import GroupingRequest, GroupingStrategy, Resolution
 from .validation import check_coords as validate_coords
 
 __all__ = [
     "GroupingRequest",
     "GroupingStrategy",
+    "InvalidParameterError",
+    "InvalidParameterTypeError",
     "NeighborIndex",
+    "ParameterWarning",
+    "Resolution",
     "get_strategy",
     "hookimpl",
     "list_strategies",

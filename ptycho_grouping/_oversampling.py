@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from .errors import InvalidParameterError
 from .neighbors import NeighborIndex
 
 __all__ = ["OversamplingPlan", "random_columns"]
@@ -418,11 +419,14 @@ class OversamplingPlan:
             return None
         return int(self._candidates(every)[2].max()) + 1
 
-    def capacity_error(self, n: int, pool_name: str, *, attempted: bool) -> ValueError:
+    def capacity_error(self, n: int, pool_name: str, *,
+                       attempted: bool) -> InvalidParameterError:
         """The error for a request that cannot be met, with the true numbers.
 
         ``attempted``: the exact assignment was tried (so its cost is already
-        paid and the balanced maximum costs at most a few times more).
+        paid and the balanced maximum costs at most a few times more). The
+        error is about ``n_groups`` and relates ``group_size`` and the pool's
+        parameter (``pool_name``, with the pool size used).
         """
         m, c, pool, per_seed = self.n_points, self.c, self.pool, self.per_seed
         bound = m * per_seed
@@ -430,7 +434,7 @@ class OversamplingPlan:
         q, r = divmod(n, m)
         best = self.max_balanced(q) if (attempted or small) else None
         distinct = self.count_distinct()
-        head = (f"cannot draw n_groups={n} distinct groups of group_size={c} from {m} scan "
+        head = (f"cannot draw {{n_groups}} distinct groups of {{group_size}} from {m} scan "
                 f"points with a pool of {pool} neighbours")
         facts = []
         if distinct is not None and n > distinct:
@@ -449,10 +453,15 @@ class OversamplingPlan:
                          "candidates to count them exactly)")
         if best is not None:
             facts.append(f"at most {best} groups are possible when every point must be a "
-                         f"seed floor(n_groups/{m}) or ceil(n_groups/{m}) times")
-            fix = f"lower n_groups to {best} or less"
+                         f"seed floor({{n_groups:name}}/{m}) or ceil({{n_groups:name}}/{m}) "
+                         "times")
+            fix = f"lower {{n_groups:name}} to {best} or less"
         else:
-            fix = "lower n_groups"
+            fix = "lower {n_groups:name}"
         if pool < m - 1:  # a larger pool helps only while there are more points to add
-            fix += f", or raise {pool_name}"
-        return ValueError("; ".join([f"{head}: {why}", *facts, fix]))
+            fix += f", or raise {{{pool_name}:name}}"
+        requirement = (f"at most {best}" if best is not None else
+                       f"at most {distinct}" if distinct is not None else f"at most {bound}")
+        return InvalidParameterError(
+            "n_groups", n, requirement, related={"group_size": c, pool_name: pool},
+            template="; ".join([f"{head}: {why}", *facts, fix]), code="too_many_groups")

@@ -2,6 +2,8 @@
 import sys
 import warnings
 
+from .errors import ParameterWarning, current_names
+
 # Frames in these top-level packages are the library; the first frame outside
 # them is the user's. Names only: nothing here imports the other packages.
 _LIBRARY_PACKAGES = frozenset({"ptycho_grouping", "ptycho_data", "ptycho", "ptycho_cli", "migration"})
@@ -20,6 +22,14 @@ def _in_library(frame) -> bool:
     return frame.f_globals.get("__name__", "").split(".", 1)[0] in _LIBRARY_PACKAGES
 
 
-def warn(message: str, category=UserWarning) -> None:
-    """``warnings.warn`` attributed to the first caller outside the library."""
+def warn(message, category=UserWarning) -> None:
+    """``warnings.warn`` attributed to the first caller outside the library.
+
+    ``message`` may be a :class:`~ptycho_grouping.errors.ParameterWarning`:
+    it is then spelled in the names the calling layer asked for
+    (:func:`~ptycho_grouping.errors.warning_names`).
+    """
+    if isinstance(message, ParameterWarning):
+        for names in current_names():
+            message = message.renamed(names)
     warnings.warn(message, category, stacklevel=external_stacklevel())

@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from . import legacy_cache
 from ._warnings import warn
+from .errors import ParameterDeprecationWarning, ParameterWarning
 from .hookspecs import hookimpl
 from .neighbors import NeighborIndex
 from .strategy import GroupingRequest, GroupingStrategy
@@ -54,13 +55,22 @@ log = logging.getLogger(__name__)
 #: The release that drops this strategy and the deprecated functions.
 REMOVAL_VERSION = "0.3"
 
-DEPRECATION_MESSAGE = (
-    "grouping_strategy 'legacy_group_then_sample' is deprecated and will be removed in "
-    f"ptycho-grouping {REMOVAL_VERSION}; 'sample_then_group' (the default) replaces it. "
-    "The default samples seed points uniformly, returns exactly the requested number of "
-    "groups (gridsize 1 included) and writes no cache files, so the same seed gives "
-    "different groups than this strategy. MIGRATION.md explains the switch."
-)
+
+
+def _deprecation() -> ParameterDeprecationWarning:
+    """The warning every use of this strategy gives (a parameter's value is deprecated)."""
+    return ParameterDeprecationWarning(
+        "grouping_strategy", "legacy_group_then_sample", "a strategy that is not deprecated",
+        template="{grouping_strategy:name} {grouping_strategy:value} is deprecated and will be "
+                 f"removed in ptycho-grouping {REMOVAL_VERSION}; 'sample_then_group' (the "
+                 "default) replaces it. The default samples seed points uniformly, returns "
+                 "exactly the requested number of groups (gridsize 1 included) and writes no "
+                 "cache files, so the same seed gives different groups than this strategy. "
+                 "MIGRATION.md explains the switch.")
+
+
+#: The deprecation warning's text in the engine's names.
+DEPRECATION_MESSAGE = str(_deprecation())
 
 
 def _build_tree(points: np.ndarray) -> cKDTree:
@@ -134,13 +144,16 @@ _IGNORED_DEFAULTS = {"sequential": False, "enable_oversampling": False,
 
 def _warn_ignored(request: GroupingRequest) -> None:
     """Warn, naming them, about requested options this strategy cannot honour."""
-    ignored = [f"{name}={getattr(request, name)!r}"
-               for name, default in _IGNORED_DEFAULTS.items()
-               if getattr(request, name) != default]
+    ignored = {name: getattr(request, name) for name, default in _IGNORED_DEFAULTS.items()
+               if getattr(request, name) != default}
     if ignored:
-        warn(f"the legacy strategy ignores {', '.join(ignored)}: the old code had no such "
-             "option, so its groups are drawn at random as before; use the default "
-             "strategy 'sample_then_group' to honour them")
+        first = next(iter(ignored))
+        fields = ", ".join(f"{{{name}}}" for name in ignored)
+        warn(ParameterWarning(
+            first, ignored[first], "its default for the legacy strategy", related=ignored,
+            template=f"the legacy strategy ignores {fields}: the old code had no such "
+                     "option, so its groups are drawn at random as before; use the default "
+                     "strategy 'sample_then_group' to honour them"))
 
 
 class LegacyGroupThenSample(GroupingStrategy):
@@ -183,7 +196,7 @@ class LegacyGroupThenSample(GroupingStrategy):
         The warning comes first, so that even a request this strategy refuses
         says that the strategy is going away.
         """
-        warn(DEPRECATION_MESSAGE, DeprecationWarning)
+        warn(_deprecation())
         return super().group(coords, request)
 
     def _group(self, index: NeighborIndex, request: GroupingRequest) -> np.ndarray:
@@ -199,8 +212,11 @@ class LegacyGroupThenSample(GroupingStrategy):
                                     random, request.progress)
         n, available = request.n_groups, len(all_groups)
         if available < n:
-            warn(f"only {available} groups exist but n_groups={n} were requested; "
-                 "using all of them")
+            warn(ParameterWarning(
+                "n_groups", n, "at most the {available} groups that exist",
+                facts={"available": available},
+                template="only {available} groups exist but {n_groups} were requested; "
+                         "using all of them"))
         if n >= available:
             # The old code took every group in order here, drawing nothing.
             return all_groups

@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from scipy.spatial import cKDTree
 
+from .errors import InvalidParameterError
 from .validation import check_coords
 
 __all__ = ["NeighborIndex", "as_neighbor_index"]
@@ -407,11 +408,12 @@ class NeighborIndex:
         """
         seeds = np.asarray(seeds, dtype=np.intp).ravel()
         if not 0 <= k < self.n_points:
-            raise ValueError(f"k must be in [0, {self.n_points - 1}], got {k}")
+            raise InvalidParameterError("k", k, f"in [0, {self.n_points - 1}]")
         if method not in ("auto", "grid", "tree"):
-            raise ValueError(f"method must be 'auto', 'grid' or 'tree', got {method!r}")
+            raise InvalidParameterError("method", method, "'auto', 'grid' or 'tree'")
         if seeds.size and (seeds.min() < 0 or seeds.max() >= self.n_points):
-            raise ValueError(f"seeds must be point indices in [0, {self.n_points - 1}]")
+            raise InvalidParameterError("seeds", seeds, f"point indices in [0, {self.n_points - 1}]",
+                                        template="{seeds:name} must be {requirement}")
         out = np.empty((seeds.size, k), dtype=np.intp)
         if k == 0 or seeds.size == 0:
             return out

@@ -27,6 +27,7 @@ import pluggy
 
 from . import cover, hookspecs, legacy, sample_then_group
 from ._warnings import warn
+from .errors import InvalidParameterError, InvalidParameterTypeError
 from .strategy import GroupingStrategy
 
 __all__ = [
@@ -213,16 +214,23 @@ class StrategyRegistry:
         if name is None:
             name = DEFAULT_STRATEGY
         if not isinstance(name, str):
-            raise TypeError(f"grouping_strategy must be a string, got {name!r}")
+            raise InvalidParameterTypeError("grouping_strategy", name, "a string",
+                                            template="{grouping_strategy:name} must be "
+                                                     "{requirement}, got {grouping_strategy:value}")
         try:
             info = self.strategies[name]
         except KeyError:
             known = ", ".join(sorted(self.strategies)) or "none"
-            raise ValueError(f"unknown grouping_strategy {name!r}; registered strategies: "
-                             f"{known}") from None
+            raise InvalidParameterError(
+                "grouping_strategy", name, "one of the registered strategies: {known}",
+                facts={"known": known},
+                template="unknown {grouping_strategy:name} {grouping_strategy:value}; "
+                         "registered strategies: {known}") from None
         if name in self._conflicts:
-            raise ValueError(f"{_conflict_message(name, self._conflicts[name])}; "
-                             "uninstall or rename one of them")
+            raise InvalidParameterError(
+                "grouping_strategy", name, "a name only one installed strategy claims",
+                facts={"conflict": _conflict_message(name, self._conflicts[name])},
+                template="{conflict}; uninstall or rename one of them")
         return info.cls()
 
 

@@ -13,10 +13,10 @@ import logging
 import numpy as np
 
 from ._oversampling import OversamplingPlan, random_columns
-from ._warnings import warn
+from .errors import ParameterWarning
 from .hookspecs import hookimpl
 from .neighbors import NeighborIndex
-from .strategy import GroupingRequest, GroupingStrategy
+from .strategy import GroupingRequest, GroupingStrategy, Resolution
 from .validation import check_oversampling_request
 
 __all__ = ["SampleThenGroup"]
@@ -52,22 +52,38 @@ class SampleThenGroup(GroupingStrategy):
         if request.group_size > 1 and request.n_groups > n_points:
             check_oversampling_request(request, n_points)
 
+    def _resolve_checked(self, request: GroupingRequest, n_points: int) -> Resolution:
+        # Gridsize 1 gives at most M groups; K and the pool are clamped to the
+        # M - 1 other points; each change comes with a note.
+        n, c, k = request.n_groups, request.group_size, request.neighbors
+        if c == 1:
+            if n <= n_points:
+                return Resolution(n, k)
+            return Resolution(n_points, k, notes=(ParameterWarning(
+                "n_groups", n, "at most the number of scan points ({n_points})",
+                related={"group_size": c}, facts={"n_points": n_points},
+                template="{n_groups} exceeds the number of scan points ({n_points}) for "
+                         "{group_size}; returning {n_points} groups"),))
+        notes = []
+        if n > n_points:  # oversampling: members come from the pool, K only sizes it by default
+            pool_name = "neighbor_pool_size" if request.neighbor_pool_size else "neighbors"
+            pool = _clamped(request.neighbor_pool_size or k, pool_name, n_points, notes)
+            return Resolution(n, min(k, n_points - 1), pool, tuple(notes))
+        return Resolution(n, _clamped(k, "neighbors", n_points, notes), None, tuple(notes))
+
     def _group(self, index: NeighborIndex, request: GroupingRequest) -> np.ndarray:
         n_points = index.n_points
-        n, c = request.n_groups, request.group_size
+        c = request.group_size
         rng = request.make_rng()
+        plan = self._resolve_checked(request, n_points)  # group() checked it, emitted the notes
+        n, k = plan.n_groups, plan.neighbors
 
         if c == 1:
-            if n > n_points:
-                warn(f"n_groups={n} exceeds the number of scan points ({n_points}) "
-                     f"for group_size=1; returning {n_points} groups")
-                n = n_points
             return self._seeds(rng, n_points, n, request.sequential)[:, None]
 
         if n > n_points:
-            return self._oversample(index, request, rng)
+            return self._oversample(index, request, rng, plan.pool)
 
-        k = _effective_k(request.neighbors, n_points, "neighbors")
         seeds = self._seeds(rng, n_points, n, request.sequential)
         nbrs = index.neighbors(seeds, k)
         if request.sequential:
@@ -82,12 +98,11 @@ class SampleThenGroup(GroupingStrategy):
             return np.arange(n, dtype=np.intp)
         return rng.choice(n_points, size=n, replace=False).astype(np.intp, copy=False)
 
-    def _oversample(self, index: NeighborIndex, request: GroupingRequest, rng) -> np.ndarray:
+    def _oversample(self, index: NeighborIndex, request: GroupingRequest, rng,
+                    pool: int) -> np.ndarray:
         n_points = index.n_points
         n, c = request.n_groups, request.group_size
         pool_name = "neighbor_pool_size" if request.neighbor_pool_size else "neighbors"
-        wanted = request.neighbor_pool_size or request.neighbors
-        pool = _effective_k(wanted, n_points, pool_name)
         plan = OversamplingPlan(index, pool, c, rng, request.sequential, n)
         if n > n_points * plan.per_seed:
             raise plan.capacity_error(n, pool_name, attempted=False)
@@ -124,12 +139,14 @@ class SampleThenGroup(GroupingStrategy):
         return groups
 
 
-def _effective_k(k: int, n_points: int, name: str) -> int:
-    """Clamp a neighbour count to the ``n_points - 1`` other points there are."""
-    if k > n_points - 1:
-        warn(f"{name}={k} exceeds the {n_points - 1} other scan points; using {n_points - 1}")
-        return n_points - 1
-    return k
+def _clamped(k: int, name: str, n_points: int, notes: list) -> int:
+    """A neighbour count clamped to the ``n_points - 1`` other points there are (noted)."""
+    if k <= n_points - 1:
+        return k
+    notes.append(ParameterWarning(
+        name, k, "at most the {n_other} other scan points", facts={"n_other": n_points - 1},
+        template=f"{{{name}}} exceeds the {{n_other}} other scan points; using {{n_other}}"))
+    return n_points - 1
 
 
 @hookimpl

@@ -19,15 +19,17 @@ from __future__ import annotations
 import abc
 import os
 from dataclasses import dataclass, field
-from typing import ClassVar, Optional, Union
+from typing import ClassVar, Optional, Tuple, Union
 
 import numpy as np
 
+from ._warnings import warn
+from .errors import InvalidParameterTypeError, ParameterWarning
 from .neighbors import NeighborIndex, as_neighbor_index
 from .validation import (check_bool, check_groups, check_path, check_positive_int,
                          check_request_fits, check_rng)
 
-__all__ = ["GroupingRequest", "GroupingStrategy"]
+__all__ = ["GroupingRequest", "GroupingStrategy", "Resolution"]
 
 RNGLike = Union[None, int, np.integer, np.random.Generator, np.random.SeedSequence]
 
@@ -91,6 +93,29 @@ class GroupingRequest:
         return np.random.default_rng(self.rng)
 
 
+@dataclass(frozen=True)
+class Resolution:
+    """What a strategy will do with a request on ``n_points`` points, from :meth:`GroupingStrategy.resolve`.
+
+    Attributes
+    ----------
+    n_groups : int
+        Groups :meth:`GroupingStrategy.group` returns (may be fewer than asked).
+    neighbors : int
+        ``K`` used: the request's, or fewer when there are fewer other points.
+    pool : int or None
+        Neighbour pool used when oversampling, else None.
+    notes : tuple of ParameterWarning
+        Why a value differs from the request; :meth:`GroupingStrategy.group`
+        emits each as a warning.
+    """
+
+    n_groups: int
+    neighbors: int
+    pool: Optional[int] = None
+    notes: Tuple[ParameterWarning, ...] = ()
+
+
 class GroupingStrategy(abc.ABC):
     """Base class of every grouping strategy, built-in or from a plugin.
 
@@ -98,9 +123,13 @@ class GroupingStrategy(abc.ABC):
     public :meth:`group` checks the request against the points before calling
     it and checks what it returns, so ``_group`` sees valid inputs only and
     its mistakes (float indices, out-of-range indices, a repeated member, a
-    wrong shape) are errors naming the strategy, never passed on. A strategy
-    with rules of its own overrides :meth:`min_neighbors`,
-    :meth:`check_request` or :meth:`max_groups`.
+    wrong shape) are errors naming the strategy, never passed on.
+
+    A strategy states its requirements once: :meth:`min_neighbors` (the
+    smallest ``K`` for ``C``), :meth:`check_request` (the rules a request
+    must meet) and :meth:`resolve` (the values it will use, and why they
+    differ from the request). Validation, ``RawData`` and the command's
+    defaults all ask these; none repeats the rules.
     """
 
     #: Registry name, as given to ``grouping_strategy``.
@@ -118,7 +147,8 @@ class GroupingStrategy(abc.ABC):
         return group_size
 
     def check_request(self, request: GroupingRequest, n_points: int) -> None:
-        """Raise ``ValueError`` if ``request`` cannot be answered for ``n_points`` points.
+        """Raise :class:`~ptycho_grouping.errors.InvalidParameterError` if ``request``
+        cannot be answered for ``n_points`` points.
 
         The default checks ``C <= M`` and ``K >= min_neighbors(C)``
         (:func:`~ptycho_grouping.validation.check_request_fits`); an override
@@ -126,6 +156,21 @@ class GroupingStrategy(abc.ABC):
         """
         check_request_fits(n_points, request.group_size, request.neighbors,
                            self.min_neighbors(request.group_size), self.name)
+
+    def resolve(self, request: GroupingRequest, n_points: int) -> Resolution:
+        """The values this strategy uses for ``request`` on ``n_points`` points.
+
+        Runs :meth:`check_request` (so it raises what that raises), then says
+        what will be used. The default uses the request as it is; a strategy
+        that clamps or caps a value overrides it and adds a note saying so.
+        """
+        self.check_request(request, n_points)
+        return self._resolve_checked(request, n_points)
+
+    def _resolve_checked(self, request: GroupingRequest, n_points: int) -> Resolution:
+        """:meth:`resolve` after :meth:`check_request` passed (for ``_group``, which
+        runs after the checks and must not repeat them)."""
+        return Resolution(request.n_groups, request.neighbors)
 
     def max_groups(self, request: GroupingRequest, n_points: int) -> int:
         """Most rows :meth:`_group` may return for ``request`` (default ``n_groups``)."""
@@ -149,15 +194,19 @@ class GroupingStrategy(abc.ABC):
 
         Raises
         ------
-        TypeError, ValueError
-            Bad coordinates, or a request the points cannot answer.
+        InvalidParameterTypeError, InvalidParameterError
+            Bad coordinates, or a request the points cannot answer
+            (``TypeError`` and ``ValueError`` subclasses).
         RuntimeError
             The strategy returned something that is not valid groups.
         """
         if not isinstance(request, GroupingRequest):
-            raise TypeError(f"request must be a GroupingRequest, got {type(request).__name__}")
+            raise InvalidParameterTypeError(
+                "request", request, "a GroupingRequest",
+                template=f"{{request:name}} must be {{requirement}}, got {type(request).__name__}")
         index = as_neighbor_index(coords)
-        self.check_request(request, index.n_points)
+        for note in self.resolve(request, index.n_points).notes:
+            warn(note)
         return check_groups(self._group(index, request), index.n_points, request.group_size,
                             self.max_groups(request, index.n_points), self.name)
 

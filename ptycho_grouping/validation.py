@@ -2,7 +2,10 @@
 
 In the style of scikit-learn's ``utils/validation.py``: small functions that
 return the value they were given (normalised: NumPy integers become ``int``)
-or raise a ``TypeError`` / ``ValueError`` naming the parameter and the value.
+or raise an :class:`~ptycho_grouping.errors.InvalidParameterTypeError` /
+:class:`~ptycho_grouping.errors.InvalidParameterError` (``TypeError`` /
+``ValueError`` subclasses) carrying the parameter's name, value and
+requirement, so that each layer words it in its own caller's names.
 :class:`~ptycho_grouping.strategy.GroupingRequest` runs the per-field checks
 once, on construction; :meth:`GroupingStrategy.group
 <ptycho_grouping.strategy.GroupingStrategy.group>` runs the checks that need
@@ -14,8 +17,8 @@ what the strategy returned before anyone sees it.
 older helpers :func:`check_positive_int`, :func:`check_bool` and
 :func:`check_rng` take the name first, as the data layer calls them.
 
-This module imports nothing from the rest of the package, so every other
-module may use it.
+This module imports only :mod:`~ptycho_grouping.errors` from the rest of
+the package, so every other module may use it.
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ import numbers
 import os
 
 import numpy as np
+
+from .errors import InvalidParameterError, InvalidParameterTypeError
 
 __all__ = [
     "check_bool",
@@ -41,6 +46,18 @@ __all__ = [
 _BRACKETS = {"both": "[]", "left": "[)", "right": "(]", "neither": "()"}
 # numpy.random.RandomState takes seeds below this; the legacy strategy seeds one.
 _RANDOMSTATE_SEED_LIMIT = 2 ** 32
+
+
+def _esc(text: str) -> str:
+    """``text`` as literal words inside a message template."""
+    return str(text).replace("{", "{{").replace("}", "}}")
+
+
+def _type_error(name: str, value, requirement: str) -> InvalidParameterTypeError:
+    return InvalidParameterTypeError(
+        name, value, _esc(requirement),
+        template=f"{{{name}:name}} must be {{requirement}}, got {{{name}:value}} of type "
+                 f"{_esc(type(value).__name__)}")
 
 
 def _is_bool(x) -> bool:
@@ -106,21 +123,21 @@ def check_scalar(x, name: str, target_type, *, min_val=None, max_val=None,
         ``x`` is out of range (``"{name} must be ..., got {x!r}"``).
     """
     if include_boundaries not in _BRACKETS:
-        raise ValueError(f"include_boundaries must be one of {sorted(_BRACKETS)}, "
-                         f"got {include_boundaries!r}")
+        raise InvalidParameterError("include_boundaries", include_boundaries,
+                                    _esc(f"one of {sorted(_BRACKETS)}"))
     if x is None and allow_none:
         return None
     types = target_type if isinstance(target_type, tuple) else (target_type,)
     what = description or _describe(types[0], min_val, max_val, include_boundaries)
     numeric = any(issubclass(t, numbers.Number) for t in types)
     if not isinstance(x, types) or (numeric and _is_bool(x)):
-        raise TypeError(f"{name} must be {what}, got {x!r} of type {type(x).__name__}")
+        raise _type_error(name, x, what)
     low_ok = (min_val is None or x > min_val
               or (x == min_val and include_boundaries in ("both", "left")))
     high_ok = (max_val is None or x < max_val
                or (x == max_val and include_boundaries in ("both", "right")))
     if not (low_ok and high_ok) or (isinstance(x, numbers.Real) and math.isnan(x)):
-        raise ValueError(f"{name} must be {what}, got {x!r}")
+        raise InvalidParameterError(name, x, _esc(what))
     if issubclass(types[0], numbers.Integral):
         return int(x)
     if issubclass(types[0], numbers.Real):
@@ -140,7 +157,7 @@ def check_positive_int(name: str, value, *, allow_none: bool = False):
 def check_bool(name: str, value) -> bool:
     """``value`` as a bool (NumPy's included), or a ``TypeError`` naming ``name``."""
     if not _is_bool(value):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
+        raise InvalidParameterTypeError(name, value, "True or False")
     return bool(value)
 
 
@@ -153,8 +170,7 @@ def check_rng(name: str, rng):
     if rng is None or isinstance(rng, (np.random.Generator, np.random.SeedSequence)):
         return rng
     if _is_bool(rng) or not isinstance(rng, numbers.Integral):
-        raise TypeError(f"{name} must be None, a non-negative int or a numpy.random.Generator, "
-                        f"got {rng!r} of type {type(rng).__name__}")
+        raise _type_error(name, rng, "None, a non-negative int or a numpy.random.Generator")
     return check_scalar(rng, name, numbers.Integral, min_val=0,
                         description="a non-negative int seed")
 
@@ -162,7 +178,7 @@ def check_rng(name: str, rng):
 def check_path(name: str, value):
     """``value`` if it is a path (``str`` or ``os.PathLike``) or None, else a ``TypeError``."""
     if value is not None and not isinstance(value, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a path or None, got {value!r}")
+        raise InvalidParameterTypeError(name, value, "a path or None")
     return value
 
 
@@ -183,42 +199,60 @@ def check_request_fits(n_points: int, group_size: int, neighbors: int, min_neigh
 
     Raises
     ------
-    ValueError
-        ``C > M`` (a group needs ``C`` distinct points), or ``K`` below the
-        strategy's minimum for ``C``; the message names both values.
+    InvalidParameterError
+        ``C > M`` (a group needs ``C`` distinct points; code
+        ``"group_larger_than_points"``), or ``K`` below the strategy's minimum
+        for ``C`` (code ``"too_few_neighbors"``, relating ``neighbors``,
+        ``group_size`` and ``grouping_strategy``). This is the one place
+        that compares ``K`` with the strategy's minimum.
     """
     if group_size > n_points:
-        raise ValueError(f"group_size={group_size} is larger than the number of scan points "
-                         f"({n_points}): a group needs {group_size} distinct points")
+        raise InvalidParameterError(
+            "group_size", group_size, "at most the number of scan points ({n_points})",
+            facts={"n_points": n_points, "C": group_size}, code="group_larger_than_points",
+            template="{group_size:bare} needs C={C} distinct positions per group, more than the "
+                     "{n_points} scan points")
     if group_size > 1 and neighbors < min_neighbors:
-        raise ValueError(f"neighbors (K={neighbors}) must be at least {min_neighbors} for "
-                         f"group_size (C={group_size}) with strategy {strategy!r}")
+        raise InvalidParameterError(
+            "neighbors", neighbors,
+            "at least {min_neighbors} for {group_size} with {grouping_strategy}",
+            related={"group_size": group_size, "grouping_strategy": strategy},
+            facts={"min_neighbors": min_neighbors, "C": group_size},
+            template="{neighbors} must be {requirement}", code="too_few_neighbors")
 
 
 def check_coords(coords, name: str = "coords") -> np.ndarray:
     """Return ``coords`` as a C-contiguous float64 ``(M, 2)`` array.
 
-    Raises ``TypeError`` for non-numeric input and ``ValueError`` for a wrong
-    shape (including ragged nested lists), no points, or non-finite values
-    (naming the first bad row).
+    Raises :class:`~ptycho_grouping.errors.InvalidParameterTypeError` for
+    non-numeric input and :class:`~ptycho_grouping.errors.InvalidParameterError`
+    for a wrong shape (including ragged nested lists), no points, or
+    non-finite values (naming the first bad row). The error's ``value`` is
+    what was passed; the message describes it (shape, dtype) rather than
+    printing it.
     """
+    def bad(requirement, described, cls=InvalidParameterError):
+        return cls(name, coords, _esc(requirement),
+                   template=f"{{{name}:name}} must {_esc(described)}")
+
     try:
         arr = np.asarray(coords)
     except ValueError as exc:  # ragged nested sequences: NumPy's message names no parameter
-        raise ValueError(f"{name} must have shape (M, 2), but its rows differ in length or "
-                         f"nesting and do not form an array: {exc}") from None
+        raise bad("an (M, 2) array", "have shape (M, 2), but its rows differ in length or "
+                  f"nesting and do not form an array: {exc}") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
                                    and not np.issubdtype(arr.dtype, np.complexfloating)):
-        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+        raise bad("a real numeric array", f"be a real numeric array, got dtype {arr.dtype}",
+                  InvalidParameterTypeError)
     if arr.ndim != 2 or arr.shape[1] != 2:
-        raise ValueError(f"{name} must have shape (M, 2), got {arr.shape}")
+        raise bad("an (M, 2) array", f"have shape (M, 2), got {arr.shape}")
     if arr.shape[0] == 0:
-        raise ValueError(f"{name} must contain at least one point, got shape {arr.shape}")
+        raise bad("at least one point", f"contain at least one point, got shape {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=np.float64)
     if not np.isfinite(arr).all():  # fast path; the row search only on failure
-        bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
-        raise ValueError(f"{name} must be finite: {bad.size} non-finite point(s), "
-                         f"first at index {bad[0]}: {tuple(arr[bad[0]])}")
+        rows = np.flatnonzero(~np.isfinite(arr).all(axis=1))
+        raise bad("finite", f"be finite: {rows.size} non-finite point(s), first at index "
+                  f"{rows[0]}: {tuple(arr[rows[0]])}")
     return arr
 
 
@@ -232,19 +266,27 @@ def check_oversampling_request(request, n_points: int) -> None:
     """
     n, c = request.n_groups, request.group_size
     if not request.enable_oversampling:
-        raise ValueError(
-            f"n_groups={n} is larger than the number of scan points ({n_points}); "
-            "set enable_oversampling=True to draw several groups per seed point")
+        raise InvalidParameterError(
+            "n_groups", n, "at most the number of scan points ({n_points}) unless "
+            "{enable_oversampling:set}",
+            related={"enable_oversampling": False, "group_size": c},
+            facts={"n_points": n_points, "C": c}, code="oversampling_disabled",
+            template="{n_groups} is larger than the number of scan points ({n_points}); "
+                     "{enable_oversampling:set} to draw several groups per seed point")
     pool_name = "neighbor_pool_size" if request.neighbor_pool_size else "neighbors"
     wanted = request.neighbor_pool_size or request.neighbors
+    pool = {"related": {"group_size": c}, "code": "pool_too_small",
+            "facts": {"C": c, "n_points": n_points, "n_other": n_points - 1}}
     if wanted < c:
-        raise ValueError(f"{pool_name}={wanted} must be at least group_size={c} "
-                         "when oversampling")
+        raise InvalidParameterError(
+            pool_name, wanted, "at least C={C} (the group size) when oversampling",
+            template=f"{{{pool_name}}} must be {{requirement}}", **pool)
     if n_points - 1 < c:  # then n_points == c: the points form one group only
-        raise ValueError(
-            f"{pool_name}={wanted} was clamped to {n_points - 1} because only "
-            f"{n_points - 1} other scan points exist, but oversampling needs a pool of at "
-            f"least group_size={c}: the {n_points} points form a single group")
+        raise InvalidParameterError(
+            pool_name, wanted, "at most the {n_other} other scan points, and at least C={C}",
+            template=f"{{{pool_name}}} was clamped to {{n_other}} because only {{n_other}} "
+                     "other scan points exist, but oversampling needs a pool of at least "
+                     "C={C}: the {n_points} points form a single group", **pool)
 
 
 def check_legacy_request(request, n_points: int) -> None:
@@ -260,14 +302,19 @@ def check_legacy_request(request, n_points: int) -> None:
     """
     c, k, rng = request.group_size, request.neighbors, request.rng
     if math.isqrt(c) ** 2 != c:
-        raise ValueError(f"group_size={c} must be a perfect square (gridsize**2) for "
-                         "the legacy strategy")
+        raise InvalidParameterError(
+            "group_size", c, "a perfect square (gridsize**2) for the legacy strategy",
+            template="{group_size} must be {requirement}")
     if c > 1 and n_points < k + 1:
-        raise ValueError(f"neighbors (K={k}) needs at least K+1={k + 1} scan points, "
-                         f"got {n_points}")
+        raise InvalidParameterError(
+            "neighbors", k, "at most the number of scan points minus one",
+            related={"group_size": c}, facts={"k1": k + 1, "n_points": n_points},
+            template="{neighbors} needs at least K+1={k1} scan points, got {n_points}")
     if isinstance(rng, int) and rng >= _RANDOMSTATE_SEED_LIMIT:
-        raise ValueError(f"rng={rng} is out of range for the legacy strategy: its seed goes "
-                         "to numpy.random.RandomState, which takes 0 <= seed < 2**32")
+        raise InvalidParameterError(
+            "rng", rng, "below 2**32 for the legacy strategy",
+            template="{rng} is out of range for the legacy strategy: its seed goes to "
+                     "numpy.random.RandomState, which takes 0 <= seed < 2**32")
 
 
 def check_groups(groups, n_points: int, group_size: int, max_groups: int,

@@ -14,6 +14,7 @@ from ptycho_data import params
 from ptycho_data.config import ModelConfig, TrainingConfig, update_legacy_dict
 from ptycho_data.raw_data import RawData
 from ptycho_grouping import GroupingRequest, get_strategy, legacy, legacy_cache, list_strategies
+from ptycho_grouping.errors import ParameterDeprecationWarning, ParameterWarning
 
 from scan_patterns import make_coords
 
@@ -134,7 +135,7 @@ def test_property_equal_to_the_old_algorithm(tmp_path, m, K, nsamples, seed, fam
 
 @pytest.mark.parametrize("K", [4, 5, 6, 7])
 def test_gridsize_3_needs_k_at_least_8(K):
-    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match=rf"neighbors \(K={K}\) must be at least 8 for group_size \(C=9\)"):
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match=rf"neighbors={K} must be at least 8 for group_size=9"):
         get_strategy(LEGACY).group(make_coords("raster", 50), GroupingRequest(
             n_groups=5, group_size=9, neighbors=K))
 
@@ -154,7 +155,7 @@ def test_fewer_groups_than_requested_warns_and_returns_all_in_order(tmp_path):
         got = legacy_group(xy, 2, 4, 10_000, str(tmp_path / "d.npz"))
     assert np.array_equal(got, expected)
     assert np.array_equal(got, np.unique(got, axis=0))  # every group, in np.unique order
-    assert [w.filename for w in record if w.category is UserWarning] == [__file__]
+    assert [w.filename for w in record if w.category is ParameterWarning] == [__file__]
 
 
 def test_exactly_as_many_groups_as_exist_returns_all_in_order_without_drawing(tmp_path):
@@ -183,7 +184,7 @@ def test_gridsize_1_returns_all_points_in_order_ignoring_the_count(tmp_path, mon
 
 
 def test_too_few_points_for_k(tmp_path):
-    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match=r"K=6\) needs at least K\+1=7 scan points, got 5"):
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match=r"neighbors=6 needs at least K\+1=7 scan points, got 5"):
         get_strategy(LEGACY).group(make_coords("uniform", 5), GroupingRequest(
             n_groups=2, group_size=4, neighbors=6, dataset_path=str(tmp_path / "d.npz")))
     assert os.listdir(tmp_path) == []
@@ -420,7 +421,7 @@ def test_deprecation_warning_points_at_the_caller_and_explains(tmp_path):
             n_groups=5, group_size=4, neighbors=4, dataset_path=str(tmp_path / "d.npz")))
     assert len(record) == 1
     message = str(record[0].message)
-    assert record[0].category is DeprecationWarning
+    assert record[0].category is ParameterDeprecationWarning
     assert record[0].filename == __file__
     for phrase in ("sample_then_group", "will be removed", "0.3", "MIGRATION.md",
                    "exactly the requested", "gridsize 1", "no cache files"):
@@ -538,7 +539,7 @@ def test_ignored_options_are_named_in_a_warning(tmp_path, options, named):
             n_groups=8, group_size=4, neighbors=4, dataset_path=str(tmp_path / "d.npz"),
             **options))
     assert np.array_equal(got, expected)  # ignored indeed: the old random groups
-    ignored = [w for w in record if w.category is UserWarning]
+    ignored = [w for w in record if w.category is ParameterWarning]
     assert len(ignored) == 1 and ignored[0].filename == __file__
     for text in named:
         assert text in str(ignored[0].message)
@@ -549,7 +550,7 @@ def test_default_options_do_not_warn_about_being_ignored(tmp_path):
         warnings.simplefilter("always")
         get_strategy(LEGACY).group(make_coords("uniform", 40), GroupingRequest(
             n_groups=8, group_size=4, neighbors=4, dataset_path=str(tmp_path / "d.npz")))
-    assert [w.category for w in record] == [DeprecationWarning]
+    assert [w.category for w in record] == [ParameterDeprecationWarning]
 
 
 def test_deprecation_is_a_warning_on_every_use_and_never_a_log_record(tmp_path, caplog):
@@ -559,7 +560,7 @@ def test_deprecation_is_a_warning_on_every_use_and_never_a_log_record(tmp_path, 
         for _ in range(3):
             get_strategy(LEGACY).group(make_coords("uniform", 40), GroupingRequest(
                 n_groups=5, group_size=4, neighbors=4, dataset_path=str(tmp_path / "d.npz")))
-    deprecations = [w for w in record if w.category is DeprecationWarning]
+    deprecations = [w for w in record if w.category is ParameterDeprecationWarning]
     assert [str(w.message) for w in deprecations] == [legacy.DEPRECATION_MESSAGE] * 3
     assert all(w.filename == __file__ for w in deprecations)
     assert not [r for r in caplog.records if "deprecated" in r.getMessage()]
@@ -589,5 +590,5 @@ def test_deprecation_shown_once_to_a_script_and_not_logged(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("is deprecated") == 1
-    assert ("<string>:7: DeprecationWarning: grouping_strategy 'legacy_group_then_sample' "
+    assert ("<string>:7: ParameterDeprecationWarning: grouping_strategy 'legacy_group_then_sample' "
             "is deprecated") in proc.stderr

@@ -149,7 +149,7 @@ def test_object_patches_follow_the_upstream_sign_for_groups():
     obj = (rows + 1j * cols).astype(np.complex64)
     xy = np.array([[20.0, 20.0], [22.0, 20.0], [20.0, 23.0], [22.0, 23.0]])
     rd = make_raw(xy, obj=obj)
-    with pytest.warns(UserWarning, match="neighbors=4 exceeds the 3 other"):
+    with pytest.warns(UserWarning, match="K=4 exceeds the 3 other"):
         out = rd.generate_grouped_data(N, K=4, nsamples=1, gridsize=2, sequential_sampling=True)
     sx, sy = (out["coords_offsets"] + out["coords_relative"])[0, 0]  # (C,) each
     i, j = np.mgrid[0:N, 0:N]
@@ -434,6 +434,6 @@ def test_nan_patterns_are_an_error_not_nan():
 
 def test_warnings_point_at_the_callers_line():
     rd = make_raw(DATASETS["line_5"]())
-    with pytest.warns(UserWarning, match="neighbors=7 exceeds the 4 other scan points") as record:
+    with pytest.warns(UserWarning, match="K=7 exceeds the 4 other scan points") as record:
         rd.generate_grouped_data(N, K=7, nsamples=3, gridsize=2, seed=0)
     assert record[0].filename == __file__

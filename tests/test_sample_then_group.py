@@ -216,7 +216,7 @@ def test_oversampling_needs_the_flag():
 
 def test_oversampling_pool_must_hold_a_group():
     xy = make_coords("raster", 50)
-    with pytest.raises(ValueError, match=r"neighbor_pool_size=3 must be at least group_size=4"):
+    with pytest.raises(ValueError, match=r"neighbor_pool_size=3 must be at least C=4 \(the group size\) when oversampling"):
         STG.group(xy, GroupingRequest(n_groups=60, group_size=4, neighbors=7,
                                       enable_oversampling=True, neighbor_pool_size=3))
 
@@ -300,7 +300,7 @@ def test_balanced_rule_message_says_how_often_each_point_must_be_a_seed():
 def test_clamped_pool_is_reported_as_clamped():
     xy = make_coords("uniform", 4)
     with pytest.raises(ValueError, match=r"neighbors=4 was clamped to 3 because only 3 other "
-                                         r"scan points exist.*at least group_size=4"):
+                                         r"scan points exist.*at least C=4: the 4 points form a single group"):
         STG.group(xy, GroupingRequest(n_groups=5, group_size=4, neighbors=4,
                                       enable_oversampling=True))
 
