@@ -45,7 +45,7 @@ from ._warnings import warn
 from .errors import ParameterDeprecationWarning, ParameterWarning
 from .hookspecs import hookimpl
 from .neighbors import NeighborIndex
-from .strategy import GroupingRequest, GroupingStrategy
+from .strategy import GroupingRequest, GroupingStrategy, Resolution
 from .validation import check_legacy_request
 
 __all__ = ["LegacyGroupThenSample", "REMOVAL_VERSION", "neighbor_table", "sample_rows"]
@@ -189,6 +189,17 @@ class LegacyGroupThenSample(GroupingStrategy):
     def max_groups(self, request: GroupingRequest, n_points: int) -> int:
         # Gridsize 1 returns every point whatever was asked, as the old code did.
         return n_points if request.group_size == 1 else request.n_groups
+
+    def _resolve_checked(self, request: GroupingRequest, n_points: int) -> Resolution:
+        n, k = request.n_groups, request.neighbors
+        if request.group_size != 1 or n == n_points:
+            return Resolution(n, k)
+        # The old code ignored the count at gridsize 1; say so rather than surprise.
+        return Resolution(n_points, k, notes=(ParameterWarning(
+            "n_groups", n, "ignored by the legacy strategy at group_size 1",
+            related={"group_size": 1}, facts={"n_points": n_points},
+            template="{n_groups} is ignored by the legacy strategy at {group_size}: it returns "
+                     "every scan point in order ({n_points} groups), as the old code did"),))
 
     def group(self, coords, request: GroupingRequest) -> np.ndarray:
         """As :meth:`GroupingStrategy.group`, after a ``DeprecationWarning``.

@@ -486,9 +486,15 @@ def test_selected_by_argument_params_and_config(tmp_path):
 def test_data_layer_gridsize_1_gives_every_position(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rd = make_raw(30)
-    with pytest.warns(DeprecationWarning):
+    with pytest.warns(DeprecationWarning), pytest.warns(UserWarning) as caught:
         out = rd.generate_grouped_data(4, K=4, nsamples=5, gridsize=1, grouping_strategy=LEGACY)
     assert np.array_equal(out["nn_indices"], np.arange(30)[:, None])
+    # The ignored count is said, in the caller's names.
+    notes = [w.message for w in caught if not issubclass(w.category, DeprecationWarning)]
+    assert [(n.param, n.value) for n in notes] == [("nsamples", 5)]
+    assert str(notes[0]).startswith("nsamples=5 is ignored by the legacy strategy at "
+                                    "gridsize=1 (C=1): it returns every scan point in order "
+                                    "(30 groups)")
     assert out["diffraction"].shape == (30, 4, 4, 1)
     assert os.listdir(tmp_path) == []
 
