@@ -26,6 +26,8 @@ import shutil
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
+from ptycho_grouping.atomic_write import fsync_directory
+
 __all__ = ["atomic_directory", "remove_stale_directories", "PARTIAL_SUFFIX"]
 
 log = logging.getLogger(__name__)
@@ -94,15 +96,6 @@ def remove_stale_directories(path) -> list:
     return removed
 
 
-def _fsync_directory(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 @contextlib.contextmanager
 def atomic_directory(path, *, replaceable: Optional[Callable[[Path], bool]] = None
                      ) -> Iterator[Path]:
@@ -146,7 +139,7 @@ def atomic_directory(path, *, replaceable: Optional[Callable[[Path], bool]] = No
                 old = tmp.with_name(f".{path.name}.{token}.old{PARTIAL_SUFFIX}")
                 os.rename(path, old)
             os.rename(tmp, path)
-            _fsync_directory(path.parent)
+            fsync_directory(path.parent)
             if old is not None:
                 if old.is_dir() and not old.is_symlink():
                     shutil.rmtree(old, ignore_errors=True)

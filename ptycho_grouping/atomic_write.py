@@ -27,7 +27,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-__all__ = ["atomic_write", "set_new_file_mode", "TEMP_NAME_RE",
+__all__ = ["atomic_write", "set_new_file_mode", "fsync_directory", "TEMP_NAME_RE",
            "temporary_name", "is_temporary_of", "lock_if_stale", "remove_stale_temporaries"]
 
 log = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ def _link_unnamed(fd: int, directory: Path, target_name: str) -> Path:
         os.close(dir_fd)
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     """Make the rename durable; not every OS can open a directory, so best effort."""
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
@@ -241,7 +241,7 @@ def atomic_write(path) -> Iterator[Path]:
             named = _link_unnamed(fd, directory, path.name)
         os.replace(named, path)
         named = None
-        _fsync_directory(directory)
+        fsync_directory(directory)
     finally:
         if named is not None:
             with contextlib.suppress(OSError):

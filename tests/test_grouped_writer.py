@@ -6,20 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
+from grouped_outputs import N, scan
 from ptycho_data import grouped_writer
 from ptycho_data.provenance import array_sha256
-from ptycho_data.raw_data import RawData
-
-N = 8
-
-
-def scan(m=300, obj=True, seed=0, n=N):
-    rng = np.random.default_rng(seed)
-    xy = rng.uniform(0, 50, (m, 2))
-    rows, cols = np.mgrid[0:50 + 2 * n, 0:50 + 2 * n]
-    return RawData.from_coords_without_pc(
-        xy[:, 0], xy[:, 1], rng.random((m, n, n)).astype(np.float32), np.ones((n, n)),
-        np.arange(m), objectGuess=(rows + 1j * cols).astype(np.complex64) if obj else None)
 
 
 def assert_same(path, expected, loader):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from grouped_outputs import assert_same_arrays, npz_arrays, zarr_arrays
+from grouped_outputs import N, assert_same_arrays, npz_arrays, scan, zarr_arrays
 from ptycho_cli import main
 from ptycho_data import grouped_writer
 from ptycho_data.atomic_directory import atomic_directory, remove_stale_directories
@@ -17,17 +17,6 @@ from ptycho_data.provenance import array_sha256, read_provenance
 from ptycho_data.raw_data import RawData
 
 zarr = pytest.importorskip("zarr")
-N = 8
-
-
-def scan(m=300, obj=True, seed=0, n=N):
-    rng = np.random.default_rng(seed)
-    xy = rng.uniform(0, 50, (m, 2))
-    rows, cols = np.mgrid[0:50 + 2 * n, 0:50 + 2 * n]
-    return RawData.from_coords_without_pc(
-        xy[:, 0], xy[:, 1], rng.random((m, n, n)).astype(np.float32), np.ones((n, n)),
-        np.arange(m), objectGuess=(rows + 1j * cols).astype(np.complex64) if obj else None)
-
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
