@@ -252,9 +252,12 @@ def test_library_warnings_are_one_line(demo, cli):
     proc = cli("group", "demo.npz", "-o", "legacy1.npz", "--strategy", "legacy_group_then_sample",
                "--groups", 20, "--neighbors", 4, "--gridsize", 1, cwd=demo)
     warning_lines = [line for line in proc.stderr.splitlines() if "Warning" in line]
-    assert len(warning_lines) == 1 and proc.stderr.count("is deprecated and will be removed") == 1
+    assert len(warning_lines) == 2 and proc.stderr.count("is deprecated and will be removed") == 1
     assert warning_lines[0].startswith("ptycho-group: DeprecationWarning: --strategy "
                                        "'legacy_group_then_sample' is deprecated")
+    # The old code ignored --groups at gridsize 1; the legacy strategy says so, in flags.
+    assert warning_lines[1].startswith("ptycho-group: UserWarning: --groups 20 is ignored by "
+                                       "the legacy strategy at --gridsize 1 (C=1)")
     assert "sys.exit" not in proc.stderr
 
 

@@ -217,7 +217,7 @@ def test_gridsize_1_old_function_equals_the_legacy_strategy(coords):
     rd = make_raw(x, y)
     params.set("gridsize", 1)
     old, _ = call_warned(shim("get_neighbor_diffraction_and_positions"), rd, 4, nsamples=7)
-    with pytest.warns(DeprecationWarning):
+    with pytest.warns(DeprecationWarning), pytest.warns(UserWarning, match="nsamples=7 is ignored"):
         new = rd.generate_grouped_data(4, nsamples=7, grouping_strategy="legacy_group_then_sample")
     assert set(old) == set(new)
     for key in old:

@@ -177,7 +177,8 @@ def test_exactly_as_many_groups_as_exist_returns_all_in_order_without_drawing(tm
 def test_gridsize_1_returns_all_points_in_order_ignoring_the_count(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     state = np.random.get_state()[1].copy()
-    got = legacy_group(make_coords("uniform", 30), 1, 4, 5, None)
+    with pytest.warns(UserWarning, match=r"n_groups=5 is ignored .* \(30 groups\)"):
+        got = legacy_group(make_coords("uniform", 30), 1, 4, 5, None)
     assert np.array_equal(got, np.arange(30)[:, None])
     assert os.listdir(tmp_path) == []  # no cache for gridsize 1
     assert np.array_equal(np.random.get_state()[1], state)
