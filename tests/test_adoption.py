@@ -293,3 +293,46 @@ def test_ptychopinns_loader_gives_the_same_container_as_its_own_raw_data(adopted
     # load_data subsampled 40 points; params.cfg says n_subsample=40 and is not applied again.
     assert result["subsampled_file"] == {"points": 40, "groups": [40, 4],
                                          "params_cfg_n_subsample": 40}
+
+
+def test_from_simulation_uses_ptychopinns_simulator(monkeypatch):
+    """The surface hands object patches to PtychoPINN's ptycho.diffsim (a stand-in here)."""
+    import types
+
+    import ptycho
+    from ptycho import params
+    from ptycho.raw_data import RawData, get_image_patches, get_relative_coords
+
+    seen = {}
+
+    def illuminate_and_diffract(Y_I, Y_phi, probe):
+        seen["shapes"] = (np.shape(Y_I), np.shape(Y_phi), np.shape(probe))
+        X = np.asarray(Y_I) * 2.0                      # (M, N, N, 1), as TensorFlow's would be
+        return X, None, None, 1.0
+
+    fake = types.ModuleType("ptycho.diffsim")
+    fake.illuminate_and_diffract = illuminate_and_diffract
+    fake.scale_nphotons = lambda X: float(np.mean(np.asarray(X)))
+    monkeypatch.setitem(sys.modules, "ptycho.diffsim", fake)
+    monkeypatch.setattr(ptycho, "diffsim", fake, raising=False)
+    monkeypatch.setattr(params, "cfg", dict(params.cfg, N=8, gridsize=1))
+    x, y = np.array([10.0, 12.0, 14.0]), np.array([9.0, 9.0, 11.0])
+    obj = (np.arange(32 * 32).reshape(32, 32) * (1 + 1j) / 1024).astype(np.complex64)
+    raw = RawData.from_simulation(x, y, np.ones((8, 8), np.complex64), obj)
+    assert seen["shapes"] == ((3, 8, 8, 1), (3, 8, 8, 1), (8, 8))
+    offsets, relative = get_relative_coords(np.stack([x, y], 1)[:, None, :, None])
+    patches = get_image_patches(obj, offsets, relative, gridsize=1)[..., 0]
+    assert np.array_equal(raw.Y, patches) and np.allclose(raw.diff3d, 2 * np.abs(patches))
+    assert raw.norm_Y_I == pytest.approx(float(np.mean(2 * np.abs(patches))))
+    assert isinstance(raw, RawData) and np.array_equal(raw.scan_index, np.zeros(3))
+    monkeypatch.setattr(params, "cfg", dict(params.cfg, gridsize=2))
+    with pytest.raises(NotImplementedError, match="gridsize=1 only"):
+        RawData.from_simulation(x, y, np.ones((8, 8)), obj)
+
+
+def test_from_simulation_without_ptychopinn_says_what_it_needs(monkeypatch):
+    from ptycho.raw_data import RawData
+
+    monkeypatch.setitem(sys.modules, "ptycho.diffsim", None)   # import fails
+    with pytest.raises(ImportError, match="needs PtychoPINN's ptycho.diffsim"):
+        RawData.from_simulation(np.zeros(2), np.zeros(2), np.ones((4, 4)), np.ones((8, 8)))
