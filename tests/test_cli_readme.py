@@ -1,4 +1,7 @@
-"""README's "The command" section runs as written, and its transcript is what the command prints."""
+"""README's transcript of ``group`` is what the command prints; its CI blocks are there.
+
+That every README block runs is tests/test_readme.py's.
+"""
 import re
 import shlex
 from pathlib import Path
@@ -6,8 +9,6 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-# Too long for a test (bench), or needing a directory the reader has (clean-cache ~/data).
-NOT_RUN = {"bench", "clean-cache"}
 
 
 def section(title: str) -> str:
@@ -26,21 +27,6 @@ def run(cli, line: str, cwd):
     argv = shlex.split(line, comments=True)
     assert argv[0] == "ptycho-group", line
     return cli(*argv[1:], cwd=cwd, check=False)
-
-
-def test_the_command_block_runs_from_the_demo(tmp_path, cli):
-    lines = [line for line in blocks(section("The command"), "bash")[0].splitlines() if line]
-    assert lines[0].startswith("ptycho-group demo-data")  # starts from a file it makes
-    ran = 0
-    for line in lines:
-        sub = shlex.split(line)[1]
-        if sub in NOT_RUN or (sub == "plot" and _missing("matplotlib")):
-            continue
-        proc = run(cli, line, tmp_path)
-        assert proc.returncode == 0, (line, proc.stderr)
-        ran += 1
-    assert ran >= 4
-    assert {"demo.npz", "groups.npz"} <= {p.name for p in tmp_path.iterdir()}
 
 
 def test_the_transcript_matches_the_command(tmp_path, cli):
