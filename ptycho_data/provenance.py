@@ -23,7 +23,7 @@ from ptycho_grouping import __version__
 from ptycho_grouping.registry import DEFAULT_STRATEGY
 
 __all__ = ["KEY", "grouping_provenance", "output_records", "file_fingerprint", "array_sha256", "to_json",
-           "read_provenance"]
+           "read_provenance", "read_record"]
 
 #: The NPZ member / HDF5 and Zarr attribute holding the record.
 KEY = "provenance"
@@ -93,20 +93,29 @@ def to_json(record: dict) -> str:
     return json.dumps(record, sort_keys=True)
 
 
-def read_provenance(path) -> Optional[dict]:
-    """The record of a grouped output (NPZ, HDF5 or Zarr), or None when it has none."""
+def read_record(path, key: str = KEY) -> Optional[dict]:
+    """The JSON record ``key`` of a grouped output (NPZ, HDF5 or Zarr), or None when absent.
+
+    ``provenance`` (:data:`KEY`) or another record :func:`output_records` wrote,
+    such as the command's ``grouping_metrics``. Nothing is unpickled.
+    """
     path = Path(path)
     if path.is_dir():
         import zarr
-        value = zarr.open_group(str(path), mode="r").attrs.get(KEY)
+        value = zarr.open_group(str(path), mode="r").attrs.get(key)
         return dict(value) if value is not None else None
     if path.suffix.lower() in (".h5", ".hdf5"):
         import h5py
         with h5py.File(path, "r") as f:
-            value = f.attrs.get(KEY)
+            value = f.attrs.get(key)
         return json.loads(value) if value is not None else None
     with np.load(path, allow_pickle=False) as npz:
-        return json.loads(str(npz[KEY])) if KEY in npz.files else None
+        return json.loads(str(npz[key])) if key in npz.files else None
+
+
+def read_provenance(path) -> Optional[dict]:
+    """The record of a grouped output (NPZ, HDF5 or Zarr), or None when it has none."""
+    return read_record(path, KEY)
 
 
 def output_records(raw, nn: np.ndarray, N: int, grouping: dict, input_path=None,

@@ -22,6 +22,7 @@ from ..grouping import (
 )
 from ..cluster import add_dask_options, check_dask_flags, cluster_summary, dask_client
 from ..inputs import CXI_SUFFIXES, DEMO_POINTS, open_input
+from ..metrics_text import metric_lines
 from ..options import UsageError, check_output_path, positive_int
 from ..output import note, summary, warning
 from ..progress import bar
@@ -102,26 +103,6 @@ def _metrics_for(raw, args):
         out["probe_diameter_source"] = how
         return out
     return compute
-
-
-def _metric_lines(m: dict) -> list:
-    hist = m["use_count_histogram"]
-    lines = [f"use counts  min {m['use_count_min']}, mean {m['use_count_mean']:.2f}, "
-             f"max {m['use_count_max']}, CV {m['use_count_cv']:.2f}; unused "
-             f"{hist[0] if hist else 0}",
-             f"spread      member-seed mean "
-             + ("-" if m["seed_distance_mean"] is None else f"{m['seed_distance_mean']:.4g}")
-             + f", member-centre mean {m['centre_distance_mean']:.4g}"]
-    if m["probe_diameter"] is None:
-        lines.append(f"overlap     not measured ({m['probe_diameter_source']}; "
-                     "give --probe-diameter)")
-    else:
-        m1 = m["metric_1_group_based_avg"]
-        lines.append(f"overlap     group {'-' if m1 is None else f'{m1:.3f}'}, image "
-                     f"{m['metric_2_image_based_avg']:.3f}, group-to-group "
-                     f"{m['metric_3_group_to_group_avg']:.3f} (probe diameter "
-                     f"{m['probe_diameter']:.4g}: {m['probe_diameter_source']})")
-    return lines
 
 
 def _check_suffix(args, out_path: Path) -> None:
@@ -211,7 +192,7 @@ def run(args) -> int:
     summary(args, f"groups      {nn.shape[0]} x {nn.shape[1]} (gridsize {plan.gridsize}, "
                   f"{plan.describe_k()}, strategy {plan.strategy}, seed {args.seed})")
     summary(args, f"coverage    {covered} distinct scan points ({100 * covered / n_points:.1f}%)")
-    for line in _metric_lines(measured):
+    for line in metric_lines(measured):
         summary(args, line)
     summary(args, f"time        {elapsed * 1e3:.1f} ms (grouping, gathering and writing)")
     summary(args, f"peak RSS    {_peak_rss_mib():.0f} MiB (whole process)")

@@ -1,21 +1,34 @@
-"""``ptycho-group info``: what to know about a dataset before grouping it."""
+"""``ptycho-group info``: what to know about a dataset before grouping it, or about a grouped output."""
 from __future__ import annotations
 
 import json
+import zipfile
 
 import numpy as np
 
+from ptycho_data.provenance import KEY as PROVENANCE_KEY
+from ptycho_data.provenance import read_record
 from ptycho_grouping import NeighborIndex
 
 from ..grouping import DEFAULT_GROUPS
-from ..inputs import check_input_path, open_dataset, stored_members
+from ..inputs import CXI_SUFFIXES, check_input_path, open_dataset, stored_members
+from ..metrics_text import metric_rows
 
 NAME = "info"
 HELP = "describe a dataset: positions, patterns, extent, spacing, metadata"
 DESCRIPTION = ("Describe INPUT without grouping it: scan positions, pattern shape and dtype, "
                "coordinate extent and typical spacing, the other arrays, the metadata, which "
                "pattern stores are read lazily (memory-mapped), and the command that would "
-               "group it.")
+               "group it. On a grouped output of 'group' (NPZ, HDF5 or Zarr: it holds "
+               "nn_indices): its arrays, how it was made (strategy, seed, parameters, command) "
+               "and its grouping metrics, as 'group' printed them.")
+
+#: Arrays every grouped output holds and no dataset does: what tells the two apart.
+GROUPED_MEMBERS = ("nn_indices", "X_full")
+#: The arrays of a grouped output whose shapes ``info`` shows (the others it names).
+MAIN_ARRAYS = ("nn_indices", "diffraction", "X_full", "Y")
+#: The record of the grouping metrics (``ptycho-group group`` writes it beside the provenance).
+METRICS_KEY = "grouping_metrics"
 
 #: Positions whose nearest neighbour is measured for the typical spacing.
 SPACING_SAMPLE = 10_000
@@ -49,8 +62,110 @@ def _metadata(metadata) -> str:
     return "none" if metadata is None else json.dumps(metadata, default=str)
 
 
+def _npz_shapes(path) -> dict:
+    """``{member: (shape, dtype)}`` of an NPZ, from the array headers alone (nothing loaded)."""
+    shapes = {}
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with zf.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                shape, _, dtype = _header(fh, version)
+            shapes[info.filename[:-4]] = (shape, dtype)
+    return shapes
+
+
+def _header(fh, version):
+    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+            else np.lib.format.read_array_header_2_0)
+    return read(fh)
+
+
+def grouped_arrays(path) -> "dict | None":
+    """``{array: (shape, dtype)}`` of a grouped output, or None when ``path`` is not one.
+
+    A grouped output is recognised by its members (:data:`GROUPED_MEMBERS`),
+    whatever its format: NPZ, HDF5 or a Zarr store. Only headers are read.
+    """
+    if path.is_dir():
+        from ptycho_data.zarr_output import zarr_module
+        group = zarr_module().open_group(str(path), mode="r")
+        shapes = {name: (tuple(a.shape), a.dtype) for name, a in group.arrays()}
+    elif path.suffix.lower() in CXI_SUFFIXES:
+        try:
+            import h5py
+        except ImportError:
+            return None
+        with h5py.File(path, "r") as f:
+            shapes = {name: (f[name].shape, f[name].dtype) for name in f
+                      if isinstance(f[name], h5py.Dataset)}
+    else:
+        try:
+            shapes = _npz_shapes(path)
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return None
+    return shapes if all(name in shapes for name in GROUPED_MEMBERS) else None
+
+
+def _shape(shape, dtype) -> str:
+    return f"{' x '.join(map(str, shape)) or 'scalar'} {np.dtype(dtype).name}"
+
+
+def _grouped_rows(path, arrays: dict) -> list:
+    """What ``info`` says about a grouped output: its arrays, provenance and metrics."""
+    prov = read_record(path, PROVENANCE_KEY)
+    metrics = read_record(path, METRICS_KEY)
+    n, c = arrays["nn_indices"][0][:2]
+    main = [name for name in MAIN_ARRAYS if name in arrays]
+    others = sorted(name for name, (shape, _) in arrays.items()
+                    if name not in main and len(shape))  # 0-d members are the JSON records
+    rows = [("file", f"{path} (grouped output, {_size_mib(path):.1f} MiB)"),
+            ("arrays", "; ".join(f"{name} {_shape(*arrays[name])}" for name in main)
+             + (f"; also {', '.join(others)}" if others else ""))]
+    if prov is None:
+        rows.append(("provenance", "none stored"))
+        rows.append(("groups", f"{n} x {c}"))
+    else:
+        p = prov.get("grouping", {})
+        rows.append(("groups", f"{n} x {c} (gridsize {p.get('gridsize')}, K {p.get('K')}, "
+                               f"strategy {p.get('grouping_strategy')}, seed {p.get('seed')})"))
+        rows.append(("parameters", json.dumps(p, sort_keys=True)))
+        src = prov.get("input", {})
+        where = f", file {src['path']}" if "path" in src else ""
+        rows.append(("input", f"{src.get('points')} points{where}, coordinates sha256 "
+                              f"{str(src.get('coordinates_sha256'))[:16]}..."))
+        rows.append(("producer", str(prov.get("producer"))))
+        if "command" in prov:
+            rows.append(("command", prov["command"]))
+    if metrics is None:
+        rows.append(("metrics", "none stored"))
+    else:
+        rows.append(("coverage", f"{metrics['n_used']} distinct scan points "
+                                 f"({100 * metrics['used_fraction']:.1f}%)"))
+        rows.extend(metric_rows(metrics))
+    return rows
+
+
+def _size_mib(path) -> float:
+    if path.is_dir():
+        from ptycho_data.zarr_output import store_bytes
+        return store_bytes(path) / 2**20
+    return path.stat().st_size / 2**20
+
+
+def _print(rows) -> None:
+    width = max(len(label) for label, _ in rows)
+    for label, text in rows:
+        print(f"{label:<{width}}  {text}")
+
+
 def run(args) -> int:
     path = check_input_path(args.input)
+    arrays = grouped_arrays(path)
+    if arrays is not None:
+        _print(_grouped_rows(path, arrays))
+        return 0
     members = stored_members(path)
     raw, mapped = open_dataset(path)
     x, y = np.asarray(raw.xcoords), np.asarray(raw.ycoords)
@@ -72,7 +187,5 @@ def run(args) -> int:
         ("group it", f"ptycho-group group {path} -o {stem}-groups.npz --gridsize 2 "
                      f"--groups {groups}"),
     ]
-    width = max(len(label) for label, _ in rows)
-    for label, text in rows:
-        print(f"{label:<{width}}  {text}")
+    _print(rows)
     return 0
