@@ -29,7 +29,7 @@ from .neighbors import NeighborIndex, as_neighbor_index
 from .validation import (check_bool, check_groups, check_path, check_positive_int,
                          check_request_fits, check_rng)
 
-__all__ = ["GroupingRequest", "GroupingStrategy", "Resolution"]
+__all__ = ["GroupingRequest", "GroupingStrategy", "Resolution", "clamp_to_other_points"]
 
 RNGLike = Union[None, int, np.integer, np.random.Generator, np.random.SeedSequence]
 
@@ -114,6 +114,21 @@ class Resolution:
     neighbors: int
     pool: Optional[int] = None
     notes: Tuple[ParameterWarning, ...] = ()
+
+
+def clamp_to_other_points(k: int, name: str, n_points: int, notes: list) -> int:
+    """A neighbour count clamped to the ``n_points - 1`` other points there are.
+
+    For :meth:`GroupingStrategy.resolve` overrides: when ``k`` is clamped, a
+    :class:`~ptycho_grouping.errors.ParameterWarning` naming ``name`` is
+    appended to ``notes``.
+    """
+    if k <= n_points - 1:
+        return k
+    notes.append(ParameterWarning(
+        name, k, "at most the {n_other} other scan points", facts={"n_other": n_points - 1},
+        template=f"{{{name}}} exceeds the {{n_other}} other scan points; using {{n_other}}"))
+    return n_points - 1
 
 
 class GroupingStrategy(abc.ABC):
