@@ -88,6 +88,10 @@ class CoverScan(GroupingStrategy):
                     if request.neighbor_pool_size else k)
         return Resolution(request.n_groups, k, pool, tuple(notes))
 
+    def suggested_groups(self, coords, request: GroupingRequest) -> Optional[int]:
+        """:meth:`min_groups_for_cover`: with no count given, use every position once over."""
+        return self._cover_size(as_neighbor_index(coords), request, emit=False)
+
     def min_groups_for_cover(self, coords, request: GroupingRequest) -> int:
         """Groups needed to use every position, for these points, ``K``, ``C`` and rng.
 
@@ -95,11 +99,13 @@ class CoverScan(GroupingStrategy):
         asking :meth:`group` for this many groups with the same request
         covers every position.
         """
-        index = as_neighbor_index(coords)
+        return self._cover_size(as_neighbor_index(coords), request, emit=True)
+
+    def _cover_size(self, index: NeighborIndex, request: GroupingRequest, emit: bool) -> int:
         plan = self.resolve(dataclasses.replace(request, n_groups=1), index.n_points)
         if request.group_size == 1:
             return index.n_points
-        for note in plan.notes:
+        for note in plan.notes if emit else ():
             warn(note)
         return len(_cover(index, plan.neighbors, request.group_size, None, _sweep_rng(request)))
 

@@ -187,6 +187,17 @@ class GroupingStrategy(abc.ABC):
         runs after the checks and must not repeat them)."""
         return Resolution(request.n_groups, request.neighbors)
 
+    def suggested_groups(self, coords, request: GroupingRequest) -> Optional[int]:
+        """A group count for these points when the caller gives none, or None.
+
+        ``request.n_groups`` is ignored. The default has no suggestion; a
+        strategy whose natural count depends on the scan (the covering
+        strategy: the groups that use every position) returns it, and the
+        command uses it for ``--groups``. Notes about the request are not
+        emitted here; :meth:`group` emits them.
+        """
+        return None
+
     def max_groups(self, request: GroupingRequest, n_points: int) -> int:
         """Most rows :meth:`_group` may return for ``request`` (default ``n_groups``)."""
         return request.n_groups
