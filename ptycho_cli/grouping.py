@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator, List, Optional
 
 import numpy as np
@@ -48,7 +48,7 @@ def add_grouping_options(p) -> list:
         help="each group has C = gridsize**2 members")
     add("--groups", metavar="B", type=positive_int, default=None,
         help=f"number of groups (default: {DEFAULT_GROUPS}, or the number of scan "
-             "points when there are fewer)")
+             "points when there are fewer; cover_scan: the groups that use every position)")
     add("--neighbors", "-K", metavar="K", type=positive_int, default=None,
         help="members come from the seed's K nearest neighbours (default: "
              f"{DEFAULT_NEIGHBORS}, or the smallest K the strategy allows for the "
@@ -132,8 +132,13 @@ class GroupingPlan:
                 f"{self.neighbors_used} other scan points)")
 
 
-def plan_grouping(args, n_points: int) -> GroupingPlan:
-    """Fill in the defaults that depend on the dataset and the strategy."""
+def plan_grouping(args, n_points: int, coords=None) -> GroupingPlan:
+    """Fill in the defaults that depend on the dataset and the strategy.
+
+    ``coords`` (``(M, 2)`` scan positions) lets a strategy suggest the group
+    count when ``--groups`` is not given
+    (:meth:`~ptycho_grouping.strategy.GroupingStrategy.suggested_groups`).
+    """
     strategy = get_strategy(args.strategy)
     c = args.gridsize ** 2
     notes = []
@@ -143,18 +148,24 @@ def plan_grouping(args, n_points: int) -> GroupingPlan:
         if k != DEFAULT_NEIGHBORS:
             notes.append(f"--neighbors defaults to {k} for gridsize {args.gridsize} "
                          f"(strategy {args.strategy} needs K >= {strategy.min_neighbors(c)})")
+    # The strategy checks the request (so a refusal comes before any writing) and
+    # says what it will use: K clamped to the other points there are, which the
+    # summary reports. Its notes come as warnings when it groups.
+    request = GroupingRequest(n_groups=1, group_size=c, neighbors=k, rng=args.seed,
+                              sequential=args.sequential, enable_oversampling=args.oversample,
+                              neighbor_pool_size=args.pool_size)
     groups = args.groups
+    if groups is None and coords is not None:
+        groups = strategy.suggested_groups(coords, request)
+        if groups is not None:
+            notes.append(f"--groups defaults to {groups} for strategy {args.strategy}: "
+                         "the groups that use every scan position")
     if groups is None:
         groups = min(DEFAULT_GROUPS, n_points)
         if groups < DEFAULT_GROUPS:
             notes.append(f"--groups defaults to {DEFAULT_GROUPS}, capped at the {n_points} "
                          "scan points")
-    # The strategy checks the request (so a refusal comes before any writing) and
-    # says what it will use: K clamped to the other points there are, which the
-    # summary reports. Its notes come as warnings when it groups.
-    request = GroupingRequest(n_groups=groups, group_size=c, neighbors=k, rng=args.seed,
-                              sequential=args.sequential, enable_oversampling=args.oversample,
-                              neighbor_pool_size=args.pool_size)
+    request = replace(request, n_groups=groups)
     k_used = strategy.resolve(request, n_points).neighbors if c > 1 else k
     return GroupingPlan(args.gridsize, groups, k, k_used, args.strategy, notes)
 

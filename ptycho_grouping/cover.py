@@ -41,7 +41,7 @@ from ._warnings import warn
 from .hookspecs import hookimpl
 from .neighbors import NeighborIndex, as_neighbor_index
 from .sample_then_group import SampleThenGroup
-from .strategy import GroupingRequest, GroupingStrategy
+from .strategy import GroupingRequest, GroupingStrategy, Resolution, clamp_to_other_points
 from .validation import check_oversampling_request
 
 __all__ = ["CoverScan", "TILE", "min_groups_for_cover"]
@@ -74,6 +74,24 @@ class CoverScan(GroupingStrategy):
         if request.group_size > 1 and request.n_groups > n_points:
             check_oversampling_request(request, n_points)
 
+    def _resolve_checked(self, request: GroupingRequest, n_points: int) -> Resolution:
+        # The cover searches K neighbours whatever n_groups is; the extra
+        # groups beyond a cover are the default's, which clamps its pool too.
+        if request.group_size == 1:
+            return SampleThenGroup().resolve(request, n_points)
+        notes = []
+        k = clamp_to_other_points(request.neighbors, "neighbors", n_points, notes)
+        pool = None
+        if request.n_groups > n_points:
+            pool = (clamp_to_other_points(request.neighbor_pool_size, "neighbor_pool_size",
+                                          n_points, notes)
+                    if request.neighbor_pool_size else k)
+        return Resolution(request.n_groups, k, pool, tuple(notes))
+
+    def suggested_groups(self, coords, request: GroupingRequest) -> Optional[int]:
+        """:meth:`min_groups_for_cover`: with no count given, use every position once over."""
+        return self._cover_size(as_neighbor_index(coords), request, emit=False)
+
     def min_groups_for_cover(self, coords, request: GroupingRequest) -> int:
         """Groups needed to use every position, for these points, ``K``, ``C`` and rng.
 
@@ -81,25 +99,32 @@ class CoverScan(GroupingStrategy):
         asking :meth:`group` for this many groups with the same request
         covers every position.
         """
-        index = as_neighbor_index(coords)
-        self.check_request(dataclasses.replace(request, n_groups=1), index.n_points)
+        return self._cover_size(as_neighbor_index(coords), request, emit=True)
+
+    def _cover_size(self, index: NeighborIndex, request: GroupingRequest, emit: bool) -> int:
+        plan = self.resolve(dataclasses.replace(request, n_groups=1), index.n_points)
         if request.group_size == 1:
             return index.n_points
-        k = _effective_k(request.neighbors, index.n_points)
-        return len(_cover(index, k, request.group_size, None, _sweep_rng(request)))
+        for note in plan.notes if emit else ():
+            warn(note)
+        return len(_cover(index, plan.neighbors, request.group_size, None, _sweep_rng(request)))
 
     def _group(self, index: NeighborIndex, request: GroupingRequest) -> np.ndarray:
         n, c = request.n_groups, request.group_size
         if c == 1:
             return SampleThenGroup().group(index, request)
         rng = request.make_rng()
-        k = _effective_k(request.neighbors, index.n_points)
-        groups = _cover(index, k, c, n, None if request.sequential else rng)
+        plan = self._resolve_checked(request, index.n_points)  # group() emitted its notes
+        groups = _cover(index, plan.neighbors, c, n, None if request.sequential else rng)
         if len(groups) < n:
             log.debug("%d groups cover the scan; %d more drawn as the default does",
                       len(groups), n - len(groups))
-            extra = SampleThenGroup().group(
-                index, dataclasses.replace(request, n_groups=n - len(groups), rng=rng))
+            # Already-clamped values, so the default does not note the clamp
+            # again (unless M == C, where the clamped K is below its minimum).
+            k = plan.neighbors if plan.neighbors >= self.min_neighbors(c) else request.neighbors
+            extra = SampleThenGroup().group(index, dataclasses.replace(
+                request, n_groups=n - len(groups), rng=rng, neighbors=k,
+                neighbor_pool_size=plan.pool if request.neighbor_pool_size else None))
             groups = np.concatenate([groups, extra])
         return groups
 
@@ -111,13 +136,6 @@ def min_groups_for_cover(coords, request: GroupingRequest) -> int:
 
 def _sweep_rng(request: GroupingRequest) -> Optional[np.random.Generator]:
     return None if request.sequential else request.make_rng()
-
-
-def _effective_k(k: int, n_points: int) -> int:
-    if k > n_points - 1:
-        warn(f"neighbors={k} exceeds the {n_points - 1} other scan points; using {n_points - 1}")
-        return n_points - 1
-    return k
 
 
 def _morton_order(pos: np.ndarray, rng: Optional[np.random.Generator]) -> np.ndarray:

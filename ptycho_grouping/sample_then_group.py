@@ -16,7 +16,7 @@ from ._oversampling import OversamplingPlan, random_columns
 from .errors import ParameterWarning
 from .hookspecs import hookimpl
 from .neighbors import NeighborIndex
-from .strategy import GroupingRequest, GroupingStrategy, Resolution
+from .strategy import GroupingRequest, GroupingStrategy, Resolution, clamp_to_other_points
 from .validation import check_oversampling_request
 
 __all__ = ["SampleThenGroup"]
@@ -67,9 +67,9 @@ class SampleThenGroup(GroupingStrategy):
         notes = []
         if n > n_points:  # oversampling: members come from the pool, K only sizes it by default
             pool_name = "neighbor_pool_size" if request.neighbor_pool_size else "neighbors"
-            pool = _clamped(request.neighbor_pool_size or k, pool_name, n_points, notes)
+            pool = clamp_to_other_points(request.neighbor_pool_size or k, pool_name, n_points, notes)
             return Resolution(n, min(k, n_points - 1), pool, tuple(notes))
-        return Resolution(n, _clamped(k, "neighbors", n_points, notes), None, tuple(notes))
+        return Resolution(n, clamp_to_other_points(k, "neighbors", n_points, notes), None, tuple(notes))
 
     def _group(self, index: NeighborIndex, request: GroupingRequest) -> np.ndarray:
         n_points = index.n_points
@@ -137,16 +137,6 @@ class SampleThenGroup(GroupingStrategy):
         if not request.sequential:
             groups = groups[rng.permutation(n)]
         return groups
-
-
-def _clamped(k: int, name: str, n_points: int, notes: list) -> int:
-    """A neighbour count clamped to the ``n_points - 1`` other points there are (noted)."""
-    if k <= n_points - 1:
-        return k
-    notes.append(ParameterWarning(
-        name, k, "at most the {n_other} other scan points", facts={"n_other": n_points - 1},
-        template=f"{{{name}}} exceeds the {{n_other}} other scan points; using {{n_other}}"))
-    return n_points - 1
 
 
 @hookimpl

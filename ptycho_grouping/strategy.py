@@ -29,7 +29,7 @@ from .neighbors import NeighborIndex, as_neighbor_index
 from .validation import (check_bool, check_groups, check_path, check_positive_int,
                          check_request_fits, check_rng)
 
-__all__ = ["GroupingRequest", "GroupingStrategy", "Resolution"]
+__all__ = ["GroupingRequest", "GroupingStrategy", "Resolution", "clamp_to_other_points"]
 
 RNGLike = Union[None, int, np.integer, np.random.Generator, np.random.SeedSequence]
 
@@ -116,6 +116,21 @@ class Resolution:
     notes: Tuple[ParameterWarning, ...] = ()
 
 
+def clamp_to_other_points(k: int, name: str, n_points: int, notes: list) -> int:
+    """A neighbour count clamped to the ``n_points - 1`` other points there are.
+
+    For :meth:`GroupingStrategy.resolve` overrides: when ``k`` is clamped, a
+    :class:`~ptycho_grouping.errors.ParameterWarning` naming ``name`` is
+    appended to ``notes``.
+    """
+    if k <= n_points - 1:
+        return k
+    notes.append(ParameterWarning(
+        name, k, "at most the {n_other} other scan points", facts={"n_other": n_points - 1},
+        template=f"{{{name}}} exceeds the {{n_other}} other scan points; using {{n_other}}"))
+    return n_points - 1
+
+
 class GroupingStrategy(abc.ABC):
     """Base class of every grouping strategy, built-in or from a plugin.
 
@@ -171,6 +186,17 @@ class GroupingStrategy(abc.ABC):
         """:meth:`resolve` after :meth:`check_request` passed (for ``_group``, which
         runs after the checks and must not repeat them)."""
         return Resolution(request.n_groups, request.neighbors)
+
+    def suggested_groups(self, coords, request: GroupingRequest) -> Optional[int]:
+        """A group count for these points when the caller gives none, or None.
+
+        ``request.n_groups`` is ignored. The default has no suggestion; a
+        strategy whose natural count depends on the scan (the covering
+        strategy: the groups that use every position) returns it, and the
+        command uses it for ``--groups``. Notes about the request are not
+        emitted here; :meth:`group` emits them.
+        """
+        return None
 
     def max_groups(self, request: GroupingRequest, n_points: int) -> int:
         """Most rows :meth:`_group` may return for ``request`` (default ``n_groups``)."""

@@ -235,3 +235,28 @@ def test_info_on_a_compressed_file_with_metadata(tmp_path, cli):
     assert rows["patterns"] == "60 x 32 x 32 float32, loaded"
     assert rows["metadata"] == '{"energy_keV": 8.0}'
     assert rows["probe"] == "absent"
+
+
+def test_cover_scan_defaults_to_the_groups_that_use_every_position(data, cli):
+    from ptycho_grouping import GroupingRequest
+    from ptycho_grouping.cover import min_groups_for_cover
+
+    raw = RawData.from_file(data / "small.npz")
+    need = min_groups_for_cover(np.column_stack([raw.xcoords, raw.ycoords]),
+                                GroupingRequest(n_groups=1, group_size=9, neighbors=9, rng=0))
+    assert 300 / 9 <= need < 300  # not the default strategy's 512-capped-at-300
+    proc = cli("group", "small.npz", "-o", "cover.npz", "--strategy", "cover_scan",
+               "--gridsize", 3, cwd=data)
+    assert (f"ptycho-group: note: --groups defaults to {need} for strategy cover_scan: the "
+            "groups that use every scan position") in proc.stderr
+    assert "capped at the 300" not in proc.stderr
+    assert summary_field(proc.stdout, "groups").startswith(f"{need} x 9 (gridsize 3, K 9,")
+    with np.load(data / "cover.npz") as npz:
+        assert npz["nn_indices"].shape == (need, 9)
+        assert np.array_equal(np.unique(npz["nn_indices"]), np.arange(300))
+    # Given explicitly, --groups is the user's; the default strategy suggests nothing.
+    proc = cli("group", "small.npz", "-o", "cover.npz", "--strategy", "cover_scan",
+               "--groups", 10, cwd=data)
+    assert "--groups defaults" not in proc.stderr
+    proc = cli("group", "small.npz", "-o", "cover.npz", cwd=data)
+    assert "for strategy" not in proc.stderr

@@ -162,7 +162,8 @@ def test_help_shows_every_default(tmp_path, command, cli):
     # Options whose default depends on the data say what it is in words.
     if command in ("group", "plot"):
         assert "--neighbors" in out and "(default: 7, or the smallest K the strategy" in out
-        assert "(default: 512, or the number of scan points when there are fewer)" in out
+        assert "(default: 512, or the number of scan points when there are fewer;" in out
+        assert "cover_scan: the groups that use every position)" in out
     if command == "group":  # --out-format follows OUT's ending, said in words
         assert "(default: from OUT's ending, .h5/.hdf5 or .zarr, else npz)" in out
     assert checked >= {"group": 3, "demo-data": 3, "bench": 8, "plot": 4}.get(command, 0)

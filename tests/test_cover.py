@@ -142,3 +142,20 @@ def test_huge_coordinates_group_as_ordinary_ones():
     req = GroupingRequest(n_groups=1, group_size=4, neighbors=7, rng=0)
     assert (min_groups_for_cover(coords * 2.0**1000, req)
             == min_groups_for_cover(coords, req))
+
+
+def test_clamped_k_is_one_parameter_warning_in_the_callers_names():
+    from ptycho_grouping.errors import Names, ParameterWarning, warning_names
+    coords = make_coords("uniform", 6, 0)
+    req = GroupingRequest(n_groups=4, group_size=4, neighbors=9, rng=0)
+    plan = CoverScan().resolve(req, 6)
+    assert (plan.n_groups, plan.neighbors) == (4, 5)
+    assert [str(n) for n in plan.notes] == ["neighbors=9 exceeds the 5 other scan points; using 5"]
+    with pytest.warns(ParameterWarning) as record:
+        groups = CoverScan().group(coords, req)  # the cover, then extras drawn by the default
+    assert [(w.message.param, w.message.value) for w in record] == [("neighbors", 9)]
+    assert record[0].filename == __file__
+    assert groups.shape == (4, 4) and len(np.unique(groups)) == 6
+    with warning_names(Names({"neighbors": "K"})), pytest.warns(ParameterWarning) as record:
+        min_groups_for_cover(coords, req)
+    assert [str(w.message) for w in record] == ["K=9 exceeds the 5 other scan points; using 5"]

@@ -151,7 +151,7 @@ def run(args) -> int:
     show = args.show_progress
     n_points, n_pix = len(raw), raw.diff3d.shape[1]
     with naming(args.input):
-        plan = plan_grouping(args, n_points)
+        plan = plan_grouping(args, n_points, np.column_stack([raw.xcoords, raw.ycoords]))
         for text in plan.notes:
             note(args, text)
         record = {"command": _command_line(args, plan, args.out_format)}
