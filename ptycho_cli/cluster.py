@@ -84,15 +84,32 @@ def dask_client(args) -> Iterator[Optional[object]]:
     with contextlib.ExitStack() as stack:
         if local is not None:
             n = local or os.cpu_count() or 1
-            cluster = stack.enter_context(LocalCluster(
+            cluster = stack.enter_context(_closing_quietly(LocalCluster(
                 n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                memory_limit=args.dask_memory_limit or "auto"))
+                memory_limit=args.dask_memory_limit or "auto")))
             client = stack.enter_context(Client(cluster))
         elif args.dask.endswith(".json"):
             client = stack.enter_context(Client(scheduler_file=args.dask))
         else:
             client = stack.enter_context(Client(args.dask))
         yield client
+
+
+@contextlib.contextmanager
+def _closing_quietly(cluster):
+    """``cluster``, closed at the end without letting a failed close hide the run's own error.
+
+    distributed can trip over a worker it is restarting while it shuts down
+    (``AssertionError: can only join a started process`` after workers were
+    killed); that says nothing about the run.
+    """
+    try:
+        yield cluster
+    finally:
+        try:
+            cluster.close()
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            logging.getLogger(__name__).debug("closing the local cluster: %r", exc)
 
 
 def cluster_summary(args, client) -> List[str]:
