@@ -1,13 +1,8 @@
 """Find and remove the group cache files the pre-refactor code left beside datasets.
 
-Usage: ``ptycho-group clean-cache --dry-run PATH...`` (list), ``--yes`` (remove
-without asking); ``python migration/clean_cache.py`` in a checkout runs the same.
-What is removed, links and exit status: see :data:`EPILOG` (the ``--help`` text).
+``ptycho-group clean-cache`` (and ``python migration/clean_cache.py``) runs it;
+:data:`EPILOG`, its ``--help`` text, says what is removed and what is not.
 
-A cache is checked by :func:`~ptycho_grouping.legacy_cache.cache_file_problem`
-(zip directory and ``.npy`` headers only: nothing is unpickled); a temporary
-file (:func:`_is_temp_name`) by its writer's lock
-(:func:`~ptycho_grouping.atomic_write.lock_if_stale`) and its first bytes.
 Each file is removed by name after it is opened without following links,
 relative to its directory (itself checked to be the one scanned), and checked
 through that descriptor: same device and inode, unmodified, still a cache (a
@@ -39,7 +34,6 @@ __all__ = ["Finding", "CleanResult", "find_cache_files", "remove_cache_files", "
            "run", "main"]
 
 PROG = "clean_cache"
-
 # Never follow a link when opening a file to check it; never block on a FIFO.
 _OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
                | getattr(os, "O_CLOEXEC", 0))
@@ -47,8 +41,6 @@ _OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBL
 _DIR_FD = {os.open, os.lstat, os.unlink} <= os.supports_dir_fd
 _CACHE_MEMBERS = {f"{key}.npy".encode() for key in CACHE_KEYS}
 _REPLACED = "replaced by another file since the scan; left alone"
-
-Ident = Tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -65,12 +57,11 @@ class Finding:
     kind: str
     size: int = 0
     reason: str = ""
-    ident: Optional[Ident] = None
-    dir_ident: Optional[Ident] = None
+    ident: Optional[Tuple[int, int]] = None
+    dir_ident: Optional[Tuple[int, int]] = None
     root: Optional[Path] = None
     mtime_ns: int = 0
     nlink: int = 1
-
     is_cache = property(lambda self: self.kind == "cache")
     removable = property(lambda self: self.kind in ("cache", "temp"))
 
@@ -84,16 +75,13 @@ class CleanResult:
     bytes_freed: int = 0
 
 
-def _ident(st: os.stat_result) -> Ident:
+def _ident(st: os.stat_result) -> Tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
 def _is_temp_name(name: str) -> bool:
-    """True for the temporary name of a cache write by any release.
-
-    ``.<cache>.<random>.tmp`` (0.1's ``mkstemp``, and today's writer) or
-    ``.<cache>.<pid>-<start>-<pidns>@<host>.<hex>.tmp`` (late 0.1 and 0.2).
-    """
+    """True for a cache write's temporary name by any release: ``.<cache>.<random>.tmp``
+    (0.1's ``mkstemp``, today's writer) or ``.<cache>.<pid>-<start>-<pidns>@<host>.<hex>.tmp``."""
     m = TEMP_NAME_RE.match(name) or WRITER_TEMP_RE.match(name)
     return bool(m and CACHE_NAME_RE.match(m[1]))
 
@@ -101,9 +89,8 @@ def _is_temp_name(name: str) -> bool:
 def _problem(fd: int, fh, temp: bool) -> Optional[str]:
     """Why the open file must be kept (None: it may go), checked through its descriptor.
 
-    A temporary file must be stale (its lock is taken here and held until
-    ``fd`` is closed) and hold what a cache write begins with: nothing yet,
-    or a zip whose first member is a cache member.
+    A temporary file must be stale (its lock, taken here, is held until ``fd``
+    is closed) and begin as a cache write does: empty, or led by a cache member.
     """
     if not temp:
         return cache_file_problem(fh)
@@ -146,11 +133,8 @@ def _classify(dirpath: Path, name: str, root: Path) -> Optional[Finding]:
 
 
 def _walk(root, onerror: Callable) -> Iterator[Tuple[str, List[str], List[str]]]:
-    """``os.walk(root)``, sorted, depth first, and iterative at any depth.
-
-    ``os.walk`` recurses before Python 3.12: here it walks one directory at a
-    time and the subdirectories (not links to them) go on an explicit stack.
-    """
+    """``os.walk(root)``, sorted and depth first, one directory at a time with an explicit
+    stack of subdirectories (not links to them): ``os.walk`` recurses before Python 3.12."""
     stack = [os.fspath(root)]
     while stack:
         for dirpath, dirnames, filenames in os.walk(stack.pop(), onerror=onerror):
@@ -162,26 +146,14 @@ def _walk(root, onerror: Callable) -> Iterator[Tuple[str, List[str], List[str]]]
 
 
 def find_cache_files(roots: Iterable, progress: Optional[Callable[[int], None]] = None,
-                     errors: Optional[list] = None, *, now=None) -> Iterator[Finding]:
+                     errors: Optional[list] = None) -> Iterator[Finding]:
     """Every file under ``roots`` named like a legacy cache or its temporary file, classified.
 
-    Parameters
-    ----------
-    roots : iterable of str or os.PathLike
-        Directories (a symbolic link given here is followed) or files.
-        Links below a root are not followed, so nothing outside it is visited.
-    progress : callable, optional
-        Called with the number of files seen every 1000 files.
-    errors : list, optional
-        Unreadable directories are appended as ``(path, message)``; the walk goes on.
-    now : ignored
-        Kept for callers of earlier releases (temporary files are judged by lock, not age).
-
-    Yields
-    ------
-    Finding
-        Once per name: a name reached again through overlapping roots is
-        yielded once; every name of a hard-linked file is yielded.
+    Each name is yielded once, even through overlapping roots (every name of a
+    hard-linked file is yielded). ``roots`` are directories (a symbolic link
+    given here is followed; links below are not) or files; ``progress(n)`` is
+    called every 1000 files seen; unreadable directories are appended to
+    ``errors`` as ``(path, message)`` and the walk goes on.
     """
     def unreadable(exc: OSError) -> None:
         if errors is not None:
@@ -210,92 +182,68 @@ def find_cache_files(roots: Iterable, progress: Optional[Callable[[int], None]] 
                         yield found
 
 
-def _files(findings: Iterable[Finding]) -> List[Tuple[Finding, int]]:
-    """One ``(finding, its names among findings)`` per removable file (hard links share one)."""
+def freeable_bytes(findings: Iterable[Finding]) -> int:
+    """Bytes that removing the removable ``findings`` would free: a hard-linked file
+    counts once, when all its names are among them (a name left keeps the data)."""
     removable = [f for f in findings if f.removable]
     names = Counter(f.ident for f in removable)
-    return [(f, names[f.ident]) for f in {f.ident: f for f in removable}.values()]
-
-
-def freeable_bytes(findings: Iterable[Finding]) -> int:
-    """Bytes that removing the removable ``findings`` would free.
-
-    A hard-linked file counts once, and only when all its names are among
-    them: a name left elsewhere keeps the data on disk.
-    """
-    return sum(f.size for f, names in _files(findings) if names >= f.nlink)
+    return sum(f.size for i, f in {f.ident: f for f in removable}.items() if names[i] >= f.nlink)
 
 
 def _remove_one(f: Finding) -> Tuple[Optional[str], int]:
-    """Remove ``f`` if it is still what was found, where it was found.
-
-    Returns ``(why not, or None; bytes freed)``.
-    """
+    """Remove ``f`` if it is still what was found, where it was found: ``(why not, freed)``."""
     real_parent = Path(os.path.realpath(f.path.parent))
     if f.root is not None and f.root != real_parent and f.root not in real_parent.parents:
-        return f"its directory now resolves to {_show(real_parent)}, outside {_show(f.root)}; " \
-               "left alone", 0
+        return (f"its directory now resolves to {_show(real_parent)}, outside {_show(f.root)}; "
+                "left alone"), 0
     try:
-        dir_fd = os.open(f.path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) \
-            if _DIR_FD else None
+        dir_fd = (os.open(f.path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+                  if _DIR_FD else None)
     except FileNotFoundError:
         return "vanished since the scan (its directory is gone)", 0
+    name = f.path.name if dir_fd is not None else str(f.path)
     try:
-        return _unlink_checked(f, dir_fd)
+        if _ident(os.stat(f.path.parent) if dir_fd is None else os.fstat(dir_fd)) != f.dir_ident:
+            return "its directory was replaced since the scan; left alone", 0
+        try:
+            fd = os.open(name, _OPEN_FLAGS, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return "vanished since the scan", 0
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:  # ELOOP: a symbolic link now, refused by O_NOFOLLOW
+                raise
+            return _REPLACED, 0
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fd)
+            if _ident(st) != f.ident or not stat.S_ISREG(st.st_mode):
+                return _REPLACED, 0
+            if st.st_mtime_ns != f.mtime_ns:  # written to since the user saw it
+                return "modified since the scan; left alone", 0
+            problem = _problem(fd, fh, f.kind == "temp")
+            if problem is not None:
+                return (f"{problem}; left alone" if f.kind == "temp" else
+                        f"no longer a legacy cache file ({problem}); left alone"), 0
+            # Still ours under that name? (A rename landing after this lstat, before
+            # the unlink, is the window the module docstring describes.)
+            if _ident(os.lstat(name, dir_fd=dir_fd)) != f.ident:
+                return _REPLACED, 0
+            os.unlink(name, dir_fd=dir_fd)
+            return None, f.size if st.st_nlink == 1 else 0
     finally:
         if dir_fd is not None:
             os.close(dir_fd)
 
 
-def _unlink_checked(f: Finding, dir_fd: Optional[int]) -> Tuple[Optional[str], int]:
-    """:func:`_remove_one` in the directory open as ``dir_fd`` (None: by path)."""
-    name = f.path.name if dir_fd is not None else str(f.path)
-    dir_st = os.fstat(dir_fd) if dir_fd is not None else os.stat(f.path.parent)
-    if _ident(dir_st) != f.dir_ident:
-        return "its directory was replaced since the scan; left alone", 0
-    try:
-        fd = os.open(name, _OPEN_FLAGS, dir_fd=dir_fd)
-    except FileNotFoundError:
-        return "vanished since the scan", 0
-    except OSError as exc:  # ELOOP: a symbolic link now, refused by O_NOFOLLOW
-        if exc.errno == errno.ELOOP:
-            return _REPLACED, 0
-        raise
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fd)
-        if _ident(st) != f.ident or not stat.S_ISREG(st.st_mode):
-            return _REPLACED, 0
-        if st.st_mtime_ns != f.mtime_ns:
-            # Written to since the user saw it (the old code rewrote caches in
-            # place; a temporary file may belong to a write that resumed).
-            return "modified since the scan; left alone", 0
-        problem = _problem(fd, fh, f.kind == "temp")
-        if problem is not None:
-            return (f"{problem}; left alone" if f.kind == "temp" else
-                    f"no longer a legacy cache file ({problem}); left alone"), 0
-        # Still ours under that name? (A rename landing after this lstat, before
-        # the unlink, is the window the module docstring describes.)
-        if _ident(os.lstat(name, dir_fd=dir_fd)) != f.ident:
-            return _REPLACED, 0
-        os.unlink(name, dir_fd=dir_fd)
-        return None, f.size if st.st_nlink == 1 else 0
-
-
-def remove_cache_files(findings: Iterable[Finding], *, dry_run: bool = False,
-                       now=None) -> CleanResult:
+def remove_cache_files(findings: Iterable[Finding]) -> CleanResult:
     """Remove the removable findings, each re-checked through an open descriptor first.
 
     A file is left alone (and listed in ``failed`` with the reason) when it
-    vanished, was replaced by another file, was modified, is no longer a
-    cache (a temporary file: its writer is running again); and when its
-    directory was replaced or now resolves outside the root it was found
-    under. ``now`` is ignored (kept for callers of earlier releases).
+    vanished, was replaced, was modified or is no longer a cache (a temporary
+    file: its writer is back), or its directory was replaced or now resolves
+    outside its root.
     """
-    findings = [f for f in findings if f.removable]
-    if dry_run:
-        return CleanResult(findings, [], freeable_bytes(findings))
     result = CleanResult()
-    for f in findings:
+    for f in (f for f in findings if f.removable):
         try:
             problem, freed = _remove_one(f)
         except OSError as exc:
@@ -308,8 +256,6 @@ def remove_cache_files(findings: Iterable[Finding], *, dry_run: bool = False,
     return result
 
 
-# --- output ------------------------------------------------------------------------
-
 def _show(path) -> str:
     """``path`` as printable text: undecodable bytes as ``\\xNN``, control characters escaped."""
     text = os.fsdecode(path)
@@ -319,13 +265,9 @@ def _show(path) -> str:
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
-def _human(n: float) -> str:
-    if n < 1024:
-        return f"{n} bytes"
-    for unit in ("KiB", "MiB", "GiB"):
-        n /= 1024
-        if n < 1024 or unit == "GiB":
-            return f"{n:.1f} {unit}"
+def _human(n: int) -> str:
+    power = min((n.bit_length() - 1) // 10, 3)  # 1024 ** power <= n
+    return f"{n} bytes" if power <= 0 else f"{n / 1024 ** power:.1f} {'KMG'[power - 1]}iB"
 
 
 def _total(n: int) -> str:
@@ -342,19 +284,15 @@ def _describe(f: Finding) -> str:
 EPILOG = """\
 what is removed:
   PATH/**/<stem>.g<G>k<K>.groups_cache.npz that np.load(allow_pickle=False)
-  reads as a legacy cache (a zip starting at the first byte, the legacy
-  members, dtypes and shapes, checked from the zip directory and array
-  headers; nothing is unpickled), and the temporary files of interrupted
-  cache writes (.<cache name>.<...>.tmp) whose writer is gone (its lock on
-  the file is free) and that hold the start of a cache (or nothing yet).
-  Look-alikes, datasets and symbolic links are never removed. Every name of
-  a hard-linked cache is removed; its space is freed with the last.
+  reads as a legacy cache (checked from the zip directory and array headers:
+  nothing is unpickled), and the temporary files of interrupted cache writes
+  (.<cache name>.<...>.tmp) whose writer is gone (its lock on the file is
+  free) and that hold the start of a cache (or nothing yet). Look-alikes,
+  datasets and symbolic links are never removed; every name of a hard-linked
+  cache is. Undecodable bytes and control characters in names print escaped.
 
-symbolic links:
-  a directory PATH that is a symbolic link is followed (like find -H);
-  links met below a PATH are never followed nor removed.
-
-names are printed with undecodable bytes and control characters escaped.
+symbolic links: a directory PATH that is a symbolic link is followed (like
+find -H); links met below a PATH are never followed nor removed.
 
 exit status: 0 all good, 1 some files could not be read or removed,
 2 usage error, 130 interrupted at the question."""
@@ -369,34 +307,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-y", "--yes", action="store_true", help="remove without asking")
 
 
-def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Find and remove legacy *.g<G>k<K>.groups_cache.npz files "
-                    "left by the pre-refactor grouping code.")
-    add_arguments(parser)
-    parser.add_argument("--progress", action="store_true",
-                        help="count scanned files on stderr (default when stderr is a terminal)")
-    return parser
-
-
-def _confirm(prog: str, removable: List[Finding], total: int) -> Optional[int]:
-    """None to go ahead, else the exit status (the user declined or could not answer)."""
-    if not sys.stdin.isatty():
-        print(f"{prog}: error: refusing to remove {len(removable)} file(s) without a terminal "
-              "to confirm; pass --yes (or --dry-run to list them)", file=sys.stderr)
-        return 2
-    try:
-        if input(f"Remove these {len(removable)} file(s), {_total(total)}? [y/N] "
-                 ).strip().lower() in ("y", "yes"):
-            return None
-        print("nothing removed")
-        return 0
-    except (EOFError, KeyboardInterrupt) as exc:
-        print("\nnothing removed")
-        return 130 if isinstance(exc, KeyboardInterrupt) else 1
-
-
 def run(args: argparse.Namespace, prog: str = PROG, *, show_progress: bool = False,
         quiet: bool = False) -> int:
     """Find, list, confirm and remove, as parsed by :func:`add_arguments`; the exit status.
@@ -405,10 +315,8 @@ def run(args: argparse.Namespace, prog: str = PROG, *, show_progress: bool = Fal
     still print); a dry run's list and the question's list are always shown,
     since they are what was asked for.
     """
-    # Names may hold what the output's encoding cannot show: escape it, never fail.
-    for stream in (sys.stdout, sys.stderr):
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="backslashreplace")
+    if hasattr(sys.stdout, "reconfigure"):  # print what it cannot encode escaped, as stderr does
+        sys.stdout.reconfigure(errors="backslashreplace")
     missing = [p for p in args.paths if not os.path.lexists(p)]
     if missing:
         print(f"{prog}: error: no such file or directory: {_show(missing[0])}", file=sys.stderr)
@@ -420,28 +328,41 @@ def run(args: argparse.Namespace, prog: str = PROG, *, show_progress: bool = Fal
     errors += [(f.path, f.reason) for f in findings if f.kind == "error"]
     for path, message in errors:
         print(f"cannot read {_show(path)}: {message}", file=sys.stderr)
-    report = (lambda text: None) if quiet and args.yes and not args.dry_run else print
+    status = 1 if errors else 0
+    report = print if args.dry_run or not (quiet and args.yes) else (lambda text: None)
     for f in findings:
         if f.kind == "skipped":
             report(f"skipped {_show(f.path)}: {f.reason}")
     removable = [f for f in findings if f.removable]
     if not removable:
         report("no legacy cache files found")
-        return 1 if errors else 0
-    total = freeable_bytes(removable)
+        return status
+    total, n = freeable_bytes(removable), len(removable)
     if args.dry_run or not args.yes:
         for f in removable:
             print(f"would remove {_describe(f)}")
     if args.dry_run:
         n_temp = sum(f.kind == "temp" for f in removable)
-        kept = sum(names < f.nlink for f, names in _files(removable))
-        print(f"would remove {len(removable)} file(s), freeing {_total(total)}"
+        names = Counter(f.ident for f in removable)
+        kept = sum(names[i] < f.nlink for i, f in {f.ident: f for f in removable}.items())
+        print(f"would remove {n} file(s), freeing {_total(total)}"
               + (f"; {n_temp} of them leftover temporary file(s)" if n_temp else "")
               + (f"; {kept} hard-linked file(s) keep names outside the search and free nothing"
                  if kept else ""))
-        return 1 if errors else 0
-    if not args.yes and (declined := _confirm(prog, removable, total)) is not None:
-        return declined
+        return status
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print(f"{prog}: error: refusing to remove {n} file(s) without a terminal to "
+                  "confirm; pass --yes (or --dry-run to list them)", file=sys.stderr)
+            return 2
+        try:
+            answer = input(f"Remove these {n} file(s), {_total(total)}? [y/N] ")
+        except (EOFError, KeyboardInterrupt) as exc:
+            print("\nnothing removed")
+            return 130 if isinstance(exc, KeyboardInterrupt) else 1
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing removed")
+            return 0
     result = remove_cache_files(removable)
     for f in result.removed:
         report(f"removed {_describe(f)}")
@@ -454,7 +375,14 @@ def run(args: argparse.Namespace, prog: str = PROG, *, show_progress: bool = Fal
 
 def main(argv=None, prog: str = PROG) -> int:
     """Run the tool on its own (``python migration/clean_cache.py``); returns the exit status."""
-    args = build_parser(prog).parse_args(argv)
+    parser = argparse.ArgumentParser(
+        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Find and remove legacy *.g<G>k<K>.groups_cache.npz files "
+                    "left by the pre-refactor grouping code.")
+    add_arguments(parser)
+    parser.add_argument("--progress", action="store_true",
+                        help="count scanned files on stderr (default when stderr is a terminal)")
+    args = parser.parse_args(argv)
     return run(args, prog, show_progress=args.progress or sys.stderr.isatty())
 
 
