@@ -1,14 +1,12 @@
 """Find and remove the group cache files the pre-refactor code left beside datasets.
 
-``ptycho-group clean-cache`` (and ``python migration/clean_cache.py``) runs it;
-:data:`EPILOG`, its ``--help`` text, says what is removed and what is not.
-
-Each file is removed by name after it is opened without following links,
-relative to its directory (itself checked to be the one scanned), and checked
-through that descriptor: same device and inode, unmodified, still a cache (a
-temporary one's lock taken and held). **The remaining window:** a rename by
-another process between that check and the unlink puts another file under
-the name, and that file's name is what gets unlinked. Do not clean a
+Run as ``ptycho-group clean-cache`` or ``python migration/clean_cache.py``;
+:data:`EPILOG` (its ``--help``) says what is removed. Each file is opened without
+following links, relative to its directory (checked to be the one scanned),
+checked through that descriptor (same inode, unmodified, still a cache; a
+temporary one's lock held) and unlinked by name (POSIX: Windows refuses to
+unlink an open file). **The remaining window:** a file renamed over the name
+between that check and the unlink is what gets unlinked. Do not clean a
 directory that a running job is reorganising.
 """
 from __future__ import annotations
@@ -33,37 +31,29 @@ from .progress import bar
 __all__ = ["Finding", "CleanResult", "find_cache_files", "remove_cache_files", "add_arguments",
            "run", "main"]
 
-PROG = "clean_cache"
 # Never follow a link when opening a file to check it; never block on a FIFO.
 _OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
                | getattr(os, "O_CLOEXEC", 0))
-# Open and unlink relative to the directory checked (not available on Windows).
-_DIR_FD = {os.open, os.lstat, os.unlink} <= os.supports_dir_fd
 _CACHE_MEMBERS = {f"{key}.npy".encode() for key in CACHE_KEYS}
 _REPLACED = "replaced by another file since the scan; left alone"
 
 
 @dataclass(frozen=True)
 class Finding:
-    """A file named like a legacy cache (or its temporary file) and what to do with it.
-
-    ``kind``: ``"cache"``/``"temp"`` (removable), ``"skipped"`` (``reason`` says
-    why) or ``"error"`` (unreadable). ``ident``/``dir_ident``: ``(st_dev, st_ino)``
-    of the file and its directory at scan time; ``root``: the resolved root it
-    was found under; ``nlink``: its number of names.
-    """
+    """A file named like a cache (or its temporary file): ``kind`` ``"cache"``/``"temp"``
+    (removable), ``"skipped"`` (``reason`` says why) or ``"error"`` (unreadable)."""
 
     path: Path
     kind: str
-    size: int = 0
     reason: str = ""
-    ident: Optional[Tuple[int, int]] = None
-    dir_ident: Optional[Tuple[int, int]] = None
-    root: Optional[Path] = None
-    mtime_ns: int = 0
-    nlink: int = 1
+    st: Optional[os.stat_result] = None  # the file's lstat at scan time
+    dir_st: Optional[os.stat_result] = None  # its directory's stat at scan time
+    root: Optional[Path] = None  # the resolved root it was found under
     is_cache = property(lambda self: self.kind == "cache")
     removable = property(lambda self: self.kind in ("cache", "temp"))
+    size = property(lambda self: self.st.st_size if self.st else 0)
+    nlink = property(lambda self: self.st.st_nlink if self.st else 1)
+    ident = property(lambda self: self.st and (self.st.st_dev, self.st.st_ino))
 
 
 @dataclass
@@ -75,10 +65,6 @@ class CleanResult:
     bytes_freed: int = 0
 
 
-def _ident(st: os.stat_result) -> Tuple[int, int]:
-    return st.st_dev, st.st_ino
-
-
 def _is_temp_name(name: str) -> bool:
     """True for a cache write's temporary name by any release: ``.<cache>.<random>.tmp``
     (0.1's ``mkstemp``, today's writer) or ``.<cache>.<pid>-<start>-<pidns>@<host>.<hex>.tmp``."""
@@ -87,15 +73,14 @@ def _is_temp_name(name: str) -> bool:
 
 
 def _problem(fd: int, fh, temp: bool) -> Optional[str]:
-    """Why the open file must be kept (None: it may go), checked through its descriptor.
-
-    A temporary file must be stale (its lock, taken here, is held until ``fd``
-    is closed) and begin as a cache write does: empty, or led by a cache member.
-    """
+    """Why the open file must be kept (None: it may go), checked through its descriptor;
+    a temporary file must be stale (its lock, taken here, is held until ``fd`` is closed)
+    and begin as a cache write does: empty, or led by a cache member."""
     if not temp:
         return cache_file_problem(fh)
     if not lock_if_stale(fd):
-        return "temporary file of a cache write that is still running (its writer holds its lock)"
+        return ("temporary file of a cache write that is still running (its writer holds its "
+                "lock); left alone")
     header = fh.read(30)
     if header and (len(header) < 30 or header[:4] != b"PK\x03\x04"):
         problem = "it does not start with a zip entry"
@@ -103,33 +88,27 @@ def _problem(fd: int, fh, temp: bool) -> Optional[str]:
         problem = f"its first zip member is {name.decode('utf-8', 'replace')!r}"
     else:
         return None
-    return f"temporary file of a cache write, but not the start of a cache ({problem})"
+    return f"temporary file of a cache write, but not the start of a cache ({problem}); left alone"
 
 
 def _classify(dirpath: Path, name: str, root: Path) -> Optional[Finding]:
     """The finding for ``dirpath/name`` (None if it vanished during the scan)."""
     path = dirpath / name
     try:
-        dir_ident, st = _ident(os.stat(dirpath)), os.lstat(path)
-        found = Finding(path, "temp" if _is_temp_name(name) else "cache", st.st_size,
-                        ident=_ident(st), dir_ident=dir_ident, root=root,
-                        mtime_ns=st.st_mtime_ns, nlink=st.st_nlink)
-        if stat.S_ISLNK(st.st_mode):
-            return replace(found, kind="skipped", reason="symbolic link (not followed)")
-        if not stat.S_ISREG(st.st_mode):
-            return replace(found, kind="skipped", reason="not a regular file")
+        found = Finding(path, "temp" if _is_temp_name(name) else "cache", st=os.lstat(path),
+                        dir_st=os.stat(dirpath), root=root)
+        if not stat.S_ISREG(found.st.st_mode):
+            return replace(found, kind="skipped", reason="symbolic link (not followed)"
+                           if stat.S_ISLNK(found.st.st_mode) else "not a regular file")
         fd = os.open(path, _OPEN_FLAGS)
         with os.fdopen(fd, "rb") as fh:
-            problem = ("replaced by another file" if _ident(os.fstat(fd)) != found.ident
+            problem = ("replaced by another file" if not os.path.samestat(os.fstat(fd), found.st)
                        else _problem(fd, fh, found.kind == "temp"))
     except FileNotFoundError:
         return None
     except OSError as exc:
         return Finding(path, "error", reason=exc.strerror or str(exc))
-    if problem is None:
-        return found
-    return replace(found, kind="skipped",
-                   reason=problem + ("; left alone" if found.kind == "temp" else ""))
+    return found if problem is None else replace(found, kind="skipped", reason=problem)
 
 
 def _walk(root, onerror: Callable) -> Iterator[Tuple[str, List[str], List[str]]]:
@@ -150,21 +129,16 @@ def find_cache_files(roots: Iterable, progress: Optional[Callable[[int], None]] 
     """Every file under ``roots`` named like a legacy cache or its temporary file, classified.
 
     Each name is yielded once, even through overlapping roots (every name of a
-    hard-linked file is yielded). ``roots`` are directories (a symbolic link
-    given here is followed; links below are not) or files; ``progress(n)`` is
-    called every 1000 files seen; unreadable directories are appended to
-    ``errors`` as ``(path, message)`` and the walk goes on.
+    hard-linked file is yielded). ``roots`` are directories (a symbolic link given
+    here is followed; links below are not) or files; ``progress(n)`` is called every
+    1000 files seen; the ``OSError`` of an unreadable directory is appended to ``errors``.
     """
-    def unreadable(exc: OSError) -> None:
-        if errors is not None:
-            errors.append((Path(exc.filename), exc.strerror or str(exc)))
-
+    errors = [] if errors is None else errors
     seen, n_files = set(), 0
     for root in map(Path, roots):
-        if os.path.isdir(root):  # a link given as the root is followed
-            top, tree = root, _walk(root, unreadable)
-        else:  # a file (a link to a file stays a link: not followed)
-            top, tree = root.parent, [(root.parent, [], [root.name])]
+        # A link given as a root is followed if it leads to a directory, else not.
+        top, tree = (root, _walk(root, errors.append)) if os.path.isdir(root) else \
+            (root.parent, [(root.parent, [], [root.name])])
         real_root = Path(os.path.realpath(top))
         for dirpath, dirnames, filenames in tree:
             for _ in filenames:
@@ -173,13 +147,10 @@ def find_cache_files(roots: Iterable, progress: Optional[Callable[[int], None]] 
                     progress(n_files)
             real_dir = os.path.realpath(dirpath)
             # Links to directories and directories named like caches are reported too.
-            for name in sorted(filenames + dirnames):
-                if (CACHE_NAME_RE.match(name) or _is_temp_name(name)) \
-                        and (real_dir, name) not in seen:
-                    seen.add((real_dir, name))
-                    found = _classify(Path(dirpath), name, real_root)
-                    if found is not None:
-                        yield found
+            new = [name for name in sorted(filenames + dirnames) if (real_dir, name) not in seen
+                   and (CACHE_NAME_RE.match(name) or _is_temp_name(name))]
+            seen.update((real_dir, name) for name in new)
+            yield from filter(None, (_classify(Path(dirpath), name, real_root) for name in new))
 
 
 def freeable_bytes(findings: Iterable[Finding]) -> int:
@@ -197,50 +168,42 @@ def _remove_one(f: Finding) -> Tuple[Optional[str], int]:
         return (f"its directory now resolves to {_show(real_parent)}, outside {_show(f.root)}; "
                 "left alone"), 0
     try:
-        dir_fd = (os.open(f.path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-                  if _DIR_FD else None)
+        dir_fd = os.open(f.path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except FileNotFoundError:
         return "vanished since the scan (its directory is gone)", 0
-    name = f.path.name if dir_fd is not None else str(f.path)
+    name = f.path.name  # opened, checked and unlinked relative to dir_fd
     try:
-        if _ident(os.stat(f.path.parent) if dir_fd is None else os.fstat(dir_fd)) != f.dir_ident:
+        if not os.path.samestat(os.fstat(dir_fd), f.dir_st):
             return "its directory was replaced since the scan; left alone", 0
         try:
             fd = os.open(name, _OPEN_FLAGS, dir_fd=dir_fd)
-        except FileNotFoundError:
-            return "vanished since the scan", 0
-        except OSError as exc:
-            if exc.errno != errno.ELOOP:  # ELOOP: a symbolic link now, refused by O_NOFOLLOW
-                raise
-            return _REPLACED, 0
+        except OSError as exc:  # ELOOP: a symbolic link now, refused by O_NOFOLLOW
+            why = {errno.ENOENT: "vanished since the scan", errno.ELOOP: _REPLACED}
+            return why.get(exc.errno, exc.strerror or str(exc)), 0
         with os.fdopen(fd, "rb") as fh:
             st = os.fstat(fd)
-            if _ident(st) != f.ident or not stat.S_ISREG(st.st_mode):
+            if not os.path.samestat(st, f.st) or not stat.S_ISREG(st.st_mode):
                 return _REPLACED, 0
-            if st.st_mtime_ns != f.mtime_ns:  # written to since the user saw it
+            if st.st_mtime_ns != f.st.st_mtime_ns:  # written to since the user saw it
                 return "modified since the scan; left alone", 0
             problem = _problem(fd, fh, f.kind == "temp")
             if problem is not None:
-                return (f"{problem}; left alone" if f.kind == "temp" else
+                return (problem if f.kind == "temp" else
                         f"no longer a legacy cache file ({problem}); left alone"), 0
-            # Still ours under that name? (A rename landing after this lstat, before
-            # the unlink, is the window the module docstring describes.)
-            if _ident(os.lstat(name, dir_fd=dir_fd)) != f.ident:
+            # Still ours by name? (A rename after this, before the unlink: the window.)
+            if not os.path.samestat(os.lstat(name, dir_fd=dir_fd), f.st):
                 return _REPLACED, 0
             os.unlink(name, dir_fd=dir_fd)
             return None, f.size if st.st_nlink == 1 else 0
     finally:
-        if dir_fd is not None:
-            os.close(dir_fd)
+        os.close(dir_fd)
 
 
 def remove_cache_files(findings: Iterable[Finding]) -> CleanResult:
     """Remove the removable findings, each re-checked through an open descriptor first.
 
-    A file is left alone (and listed in ``failed`` with the reason) when it
-    vanished, was replaced, was modified or is no longer a cache (a temporary
-    file: its writer is back), or its directory was replaced or now resolves
-    outside its root.
+    A file is left alone (listed in ``failed`` with the reason) if it or its
+    directory was replaced, moved out of its root, modified or is no longer a cache.
     """
     result = CleanResult()
     for f in (f for f in findings if f.removable):
@@ -288,8 +251,8 @@ what is removed:
   nothing is unpickled), and the temporary files of interrupted cache writes
   (.<cache name>.<...>.tmp) whose writer is gone (its lock on the file is
   free) and that hold the start of a cache (or nothing yet). Look-alikes,
-  datasets and symbolic links are never removed; every name of a hard-linked
-  cache is. Undecodable bytes and control characters in names print escaped.
+  datasets and symbolic links are never removed; all names of a hard-linked
+  cache are, its space freed with the last.
 
 symbolic links: a directory PATH that is a symbolic link is followed (like
 find -H); links met below a PATH are never followed nor removed.
@@ -307,13 +270,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-y", "--yes", action="store_true", help="remove without asking")
 
 
-def run(args: argparse.Namespace, prog: str = PROG, *, show_progress: bool = False,
+def run(args: argparse.Namespace, prog: str, *, show_progress: bool = False,
         quiet: bool = False) -> int:
     """Find, list, confirm and remove, as parsed by :func:`add_arguments`; the exit status.
 
-    ``quiet`` leaves out the list of what was removed under ``--yes`` (errors
-    still print); a dry run's list and the question's list are always shown,
-    since they are what was asked for.
+    ``quiet`` leaves out what ``--yes`` removed, not errors nor the lists asked for.
     """
     if hasattr(sys.stdout, "reconfigure"):  # print what it cannot encode escaped, as stderr does
         sys.stdout.reconfigure(errors="backslashreplace")
@@ -325,7 +286,8 @@ def run(args: argparse.Namespace, prog: str = PROG, *, show_progress: bool = Fal
     with bar(show_progress, desc="scanning", unit=" files", leave=False) as scanned:
         findings = list(find_cache_files(args.paths, lambda n: scanned.update(n - scanned.n),
                                          errors))
-    errors += [(f.path, f.reason) for f in findings if f.kind == "error"]
+    errors = [(Path(e.filename), e.strerror or str(e)) for e in errors] \
+        + [(f.path, f.reason) for f in findings if f.kind == "error"]
     for path, message in errors:
         print(f"cannot read {_show(path)}: {message}", file=sys.stderr)
     status = 1 if errors else 0
@@ -373,12 +335,10 @@ def run(args: argparse.Namespace, prog: str = PROG, *, show_progress: bool = Fal
     return 1 if (result.failed or errors) else 0
 
 
-def main(argv=None, prog: str = PROG) -> int:
+def main(argv=None, prog: str = "clean_cache") -> int:
     """Run the tool on its own (``python migration/clean_cache.py``); returns the exit status."""
-    parser = argparse.ArgumentParser(
-        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Find and remove legacy *.g<G>k<K>.groups_cache.npz files "
-                    "left by the pre-refactor grouping code.")
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.partition("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     parser.add_argument("--progress", action="store_true",
                         help="count scanned files on stderr (default when stderr is a terminal)")
