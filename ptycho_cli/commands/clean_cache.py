@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from .. import cache_cleaner as clean_cache
 from ..options import PROG
-from ..progress import bar
 
 NAME = "clean-cache"
 HELP = "find and remove legacy *.groups_cache.npz files (see its --help)"
@@ -20,4 +19,4 @@ add_arguments = clean_cache.add_arguments
 
 def run(args) -> int:
     return clean_cache.run(args, prog=f"{PROG} {NAME}", show_progress=args.show_progress,
-                           quiet=args.quiet, make_bar=bar)
+                           quiet=args.quiet)
