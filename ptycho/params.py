@@ -7,6 +7,6 @@ name a script uses to reach it).
 """
 import sys
 
-from ptycho_data import params as _params
+from ptycho_data import params as data_layer_params
 
-sys.modules[__name__] = _params
+sys.modules[__name__] = data_layer_params

@@ -10,25 +10,25 @@ what PtychoPINN's callers expect of it (see :class:`RawData`).
 import numpy as np
 
 from ptycho import params
-from ptycho_data import raw_data as _impl
+from ptycho_data import raw_data as data_layer
 from ptycho_data.raw_data import (  # noqa: F401 - PtychoPINN's module-level names
     METADATA_KEY, OPTIONAL_KEYS, REQUIRED_KEYS, calculate_relative_coords,
     get_neighbor_diffraction_and_positions, get_neighbor_indices, get_neighbor_self_indices,
     get_relative_coords, group_coords, key_coords_offsets, key_coords_relative,
     local_offset_sign, metadata_mismatches, normalize_data, sample_rows)
 
-__all__ = _impl.__all__
+__all__ = data_layer.__all__
 
 
 def get_image_patches(gt_image, global_offsets, local_offsets, N=None, gridsize=None):
     """Object patches, ``(B, N, N, C)`` complex64; ``N`` and ``gridsize`` default to ``params``."""
-    return _impl.get_image_patches(
+    return data_layer.get_image_patches(
         gt_image, global_offsets, local_offsets,
         N=params.get("N") if N is None else N,
         gridsize=params.get("gridsize") if gridsize is None else gridsize)
 
 
-class RawData(_impl.RawData):
+class RawData(data_layer.RawData):
     """PtychoPINN's ``RawData``: :class:`ptycho_data.raw_data.RawData` configured by ``params.cfg``.
 
     ``gridsize`` and ``grouping_strategy`` default to ``ptycho.params``
