@@ -611,31 +611,33 @@ class RawData:
         dataset_path : str, optional
             Only the legacy strategy uses it (its cache file lives beside it).
         seed : None, int or numpy.random.Generator
-            Randomness (SPEC 7). The default strategy never uses NumPy's global
-            state; the deprecated legacy strategy uses it when ``seed`` is None,
-            as the old code did.
+            Randomness (SPEC 7): None is fresh entropy here. The PtychoPINN-facing
+            ``ptycho.raw_data.RawData`` (:attr:`seed_from_global_state`) takes
+            one draw from NumPy's global generator instead; the deprecated
+            legacy strategy uses the global state itself, as the old code did.
         sequential_sampling : bool
             First ``nsamples`` positions as seeds, nearest neighbours as members.
         gridsize : int, optional
-            ``C = gridsize**2`` members per group; default ``params.get('gridsize')``.
+            ``C = gridsize**2`` members per group; default ``params.cfg['gridsize']``
+            of :attr:`params_module`, then 1.
         enable_oversampling : bool
             Allow ``nsamples`` > number of positions (gridsize > 1).
         neighbor_pool_size : int, optional
             Neighbour pool when oversampling (default ``K``).
         grouping_strategy : str, optional
-            Registry name; default ``params.cfg['grouping_strategy']``, then
-            ``"sample_then_group"``.
+            Registry name; default ``params.cfg['grouping_strategy']`` of
+            :attr:`params_module`, then ``"sample_then_group"``.
         lazy : bool, default False
             Return ``diffraction``, ``X_full`` and ``Y`` as Dask arrays that
             read the patterns only when computed (needs the ``dask`` extra;
             see :mod:`ptycho_data.dask_arrays`). The other entries are computed at once.
         n_subsample : int, optional
             Group only this many scan points, drawn at random (sorted) before
-            grouping; default ``params.cfg['n_subsample']``, then every point.
+            grouping; by default every point (``params.cfg`` is not read for
+            it: PtychoPINN's workflow subsamples when it loads the file).
             The groups' indices still refer to the full dataset.
         subsample_seed : None, int or numpy.random.Generator
-            Randomness of the subsample (SPEC 7), independent of ``seed``;
-            default ``params.cfg['subsample_seed']``.
+            Randomness of the subsample (SPEC 7), independent of ``seed``.
 
         Returns
         -------
