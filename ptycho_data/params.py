@@ -2,9 +2,10 @@
 
 ``cfg`` is PtychoPINN's ``params.cfg``; ``get``, ``set`` and ``params`` are
 its accessors. ``update_legacy_dict(params.cfg, config)`` from
-:mod:`ptycho.config.config` copies a dataclass config into it. The data layer
-reads ``gridsize``, ``N``, ``grouping_strategy``, ``n_subsample`` and
-``subsample_seed`` from here when they are not passed explicitly.
+:mod:`ptycho_data.config` (``ptycho.config.config`` in the surface) copies a
+dataclass config into it. ``RawData`` reads ``gridsize`` and
+``grouping_strategy`` from here when they are not passed (``N`` where a
+module-level helper needs it); ``n_subsample`` only ever as an argument.
 
 The defaults are those of PtychoPINN's ``ModelConfig``/``TrainingConfig``
 (``N=64``, ``gridsize=1``), not those of PtychoPINN's own ``params.py``
