@@ -17,7 +17,25 @@ import numpy as np
 from .pattern_store import check_store
 
 __all__ = ["check_dtype", "check_coordinates", "check_patterns", "check_patches", "check_image",
-           "check_scan_index", "CheckedAttribute", "usable_patches", "check_path"]
+           "check_scan_index", "CheckedAttribute", "usable_patches", "check_path",
+           "REQUIRED_KEYS", "with_required_members"]
+
+#: Members a dataset file must have (``diffraction`` is accepted for ``diff3d``).
+REQUIRED_KEYS = ("xcoords", "ycoords", "diff3d")
+
+
+def with_required_members(source, data: dict) -> dict:
+    """A file's members by name (NPZ or Zarr), ``diffraction`` renamed ``diff3d``, all required ones there.
+
+    Raises ``ValueError`` naming ``source``, the missing members and those found.
+    """
+    if "diff3d" not in data and "diffraction" in data:
+        data["diff3d"] = data.pop("diffraction")
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise ValueError(f"{source} lacks required key(s) {', '.join(missing)} "
+                         f"(found: {', '.join(sorted(data)) or 'none'})")
+    return data
 
 
 def check_dtype(name: str, dtype, real: bool = False) -> None:

@@ -40,8 +40,9 @@ from ._deprecated import (  # noqa: F401 - the deprecated names stay importable 
     warn_deprecated,
 )
 from .cxi import read_cxi
-from .dataset_checks import (CheckedAttribute, check_coordinates, check_image, check_patches,
-                             check_path, check_patterns, check_scan_index, usable_patches)
+from .dataset_checks import (REQUIRED_KEYS, CheckedAttribute, check_coordinates, check_image,
+                             check_patches, check_path, check_patterns, check_scan_index,
+                             usable_patches, with_required_members)
 from .file_metadata import (METADATA_KEY, metadata_from_member, metadata_member,
                             metadata_mismatches)
 from .grouped_arrays import (channels_last, index_dtype, member_coords, normalisation_scale,
@@ -63,8 +64,6 @@ local_offset_sign = -1
 key_coords_offsets = "coords_start_offsets"
 key_coords_relative = "coords_start_relative"
 
-#: NPZ members a dataset file must have (``diffraction`` is accepted for ``diff3d``).
-REQUIRED_KEYS = ("xcoords", "ycoords", "diff3d")
 #: NPZ members that may be missing, and what stands in for them. A member
 #: holding the pickled ``None`` that ``np.savez(..., key=None)`` writes (as
 #: PtychoPINN's ``to_file`` does) counts as missing.
@@ -328,12 +327,7 @@ class RawData:
         data = load_npz(path, mmap_keys=("diff3d", "diffraction", "Y") if mmap else (),
                         optional_keys=tuple(OPTIONAL_KEYS), text_keys=(METADATA_KEY,))
         metadata = metadata_from_member(path, data.pop(METADATA_KEY, None))
-        if "diff3d" not in data and "diffraction" in data:
-            data["diff3d"] = data.pop("diffraction")
-        missing = [k for k in REQUIRED_KEYS if k not in data]
-        if missing:
-            raise ValueError(f"{path} lacks required key(s) {', '.join(missing)} "
-                             f"(found: {', '.join(sorted(data)) or 'none'})")
+        data = with_required_members(path, data)
         if validate_config and current_config is not None:
             for message in metadata_mismatches(metadata, current_config):
                 log.warning("Parameter mismatch in %s: %s", path, message)

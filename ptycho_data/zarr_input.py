@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .raw_data import OPTIONAL_KEYS, REQUIRED_KEYS, RawData
+from .dataset_checks import REQUIRED_KEYS, with_required_members
+from .raw_data import OPTIONAL_KEYS, RawData
 from .zarr_output import is_zarr_store, zarr_module
 
 __all__ = ["open_zarr_dataset", "is_zarr_store"]
@@ -28,12 +29,7 @@ def open_zarr_dataset(path) -> RawData:
     data = {name: (group[name] if name in LAZY_MEMBERS else np.asarray(group[name][...]))
             for name in names if name in LAZY_MEMBERS or name in REQUIRED_KEYS
             or name in OPTIONAL_KEYS}
-    if "diff3d" not in data and "diffraction" in data:
-        data["diff3d"] = data.pop("diffraction")
-    missing = [k for k in REQUIRED_KEYS if k not in data]
-    if missing:
-        raise ValueError(f"{Path(path)} lacks required array(s) {', '.join(missing)} "
-                         f"(found: {', '.join(sorted(names)) or 'none'})")
+    data = with_required_members(Path(path), data)
     x, y = data["xcoords"], data["ycoords"]
     return RawData(x, y, data.get("xcoords_start", x), data.get("ycoords_start", y),
                    data["diff3d"], data.get("probeGuess"), data.get("scan_index"),

@@ -174,3 +174,17 @@ def test_zarr_and_cxi_inputs_group_like_the_npz(demo, tmp_path):
     assert group(tmp_path / "in.cxi", "-o", tmp_path / "c.zarr", *args) == 0
     got, record = zarr_arrays(tmp_path / "c.zarr")
     assert np.array_equal(got["diffraction"], raw.diff3d[got["nn_indices"]].transpose(0, 2, 3, 1))
+
+
+def test_a_zarr_dataset_needs_the_npz_members_and_accepts_diffraction(tmp_path):
+    from ptycho_data.zarr_input import open_zarr_dataset
+
+    group = zarr.open_group(str(tmp_path / "scan.zarr"), mode="w")
+    group["xcoords"] = np.arange(5.0)
+    with pytest.raises(ValueError, match=r"scan.zarr lacks required key\(s\) ycoords, diff3d "
+                                         r"\(found: xcoords\)"):
+        open_zarr_dataset(tmp_path / "scan.zarr")
+    group["ycoords"] = np.zeros(5)
+    group["diffraction"] = np.ones((5, 4, 4), np.float32)
+    raw = open_zarr_dataset(tmp_path / "scan.zarr")
+    assert raw.diff3d.shape == (5, 4, 4) and not isinstance(raw.diff3d, np.ndarray)  # lazy
