@@ -132,12 +132,14 @@ class GroupingPlan:
                 f"{self.neighbors_used} other scan points)")
 
 
-def plan_grouping(args, n_points: int, coords=None) -> GroupingPlan:
+def plan_grouping(args, n_points: int, neighbor_index=None) -> GroupingPlan:
     """Fill in the defaults that depend on the dataset and the strategy.
 
-    ``coords`` (``(M, 2)`` scan positions) lets a strategy suggest the group
-    count when ``--groups`` is not given
-    (:meth:`~ptycho_grouping.strategy.GroupingStrategy.suggested_groups`).
+    ``neighbor_index`` (a callable returning the positions' ``NeighborIndex``,
+    e.g. ``RawData.neighbor_index``, which grouping then reuses) lets a
+    strategy suggest the group count when ``--groups`` is not given
+    (:meth:`~ptycho_grouping.strategy.GroupingStrategy.suggested_groups`);
+    it is called only then.
     """
     strategy = get_strategy(args.strategy)
     c = args.gridsize ** 2
@@ -155,8 +157,8 @@ def plan_grouping(args, n_points: int, coords=None) -> GroupingPlan:
                               sequential=args.sequential, enable_oversampling=args.oversample,
                               neighbor_pool_size=args.pool_size)
     groups = args.groups
-    if groups is None and coords is not None:
-        groups = strategy.suggested_groups(coords, request)
+    if groups is None and neighbor_index is not None:
+        groups = strategy.suggested_groups(neighbor_index(), request)
         if groups is not None:
             notes.append(f"--groups defaults to {groups} for strategy {args.strategy}: "
                          "the groups that use every scan position")

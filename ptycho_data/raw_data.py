@@ -569,6 +569,10 @@ class RawData:
             in_callers_names(exc, names=GROUP_SIZE_NAMES)
         return groups.astype(index_dtype(len(self)), copy=False)
 
+    def neighbor_index(self) -> NeighborIndex:
+        """The neighbour index of all positions: the one grouping uses, built once and kept."""
+        return self._neighbor_index(None)
+
     def _neighbor_index(self, points: Optional[np.ndarray]) -> NeighborIndex:
         """The neighbour index of all positions, or of ``points``, reused while positions hold.
 

@@ -1,7 +1,6 @@
 """``ptycho-group group``: group a dataset and stream the grouped arrays to a file."""
 from __future__ import annotations
 
-import json
 import resource
 import time
 from pathlib import Path
@@ -151,7 +150,7 @@ def run(args) -> int:
     show = args.show_progress
     n_points, n_pix = len(raw), raw.diff3d.shape[1]
     with naming(args.input):
-        plan = plan_grouping(args, n_points, np.column_stack([raw.xcoords, raw.ycoords]))
+        plan = plan_grouping(args, n_points, raw.neighbor_index)
         for text in plan.notes:
             note(args, text)
         record = {"command": _command_line(args, plan, args.out_format)}

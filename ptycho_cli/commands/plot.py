@@ -1,8 +1,6 @@
 """``ptycho-group plot``: a picture of the scan positions and some of the groups."""
 from __future__ import annotations
 
-import numpy as np
-
 from ..grouping import add_grouping_options, check_grouping_flags, naming, plan_grouping
 from ..inputs import open_input
 from ..options import check_output_path, positive_int
@@ -36,7 +34,7 @@ def run(args) -> int:
     out_path = check_output_path(args.output, args.input)
     raw, _, source = open_input(args)
     with naming(args.input):
-        plan = plan_grouping(args, len(raw), np.column_stack([raw.xcoords, raw.ycoords]))
+        plan = plan_grouping(args, len(raw), raw.neighbor_index)
         for text in plan.notes:
             note(args, text)
         # Only the indices: a picture needs no patterns gathered.
