@@ -11,7 +11,6 @@ cluster's start-up is timed apart (a cluster that stays up pays it once).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys

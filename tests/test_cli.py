@@ -42,7 +42,13 @@ def test_group_on_a_file_matches_the_library(demo, cli):
         32, K=6, nsamples=64, gridsize=2, seed=3, dataset_path=str(demo / "demo.npz"))
     with np.load(demo / "groups.npz", allow_pickle=False) as npz:
         record = json.loads(str(npz["provenance"]))
-        # grouping_metrics: the command's JSON summary (tests/test_cli_metrics.py)
+        metrics = json.loads(str(npz["grouping_metrics"]))
+        # The records say how the file was made and what the groups use.
+        assert record["groups"] == [64, 4] and record["N"] == 32
+        assert (record["grouping"]["seed"], record["grouping"]["K"]) == (3, 6)
+        assert record["grouping"]["grouping_strategy"] == "sample_then_group"
+        assert metrics["n_groups"] == 64
+        assert metrics["n_used"] == np.unique(expected["nn_indices"]).size
         records = {"provenance", "grouping_metrics"}
         assert set(npz.files) - records == {k for k, v in expected.items() if v is not None}
         for key in set(npz.files) - records:

@@ -1,8 +1,6 @@
 """group --dask: the workers' Zarr store equals the single-process NPZ output, whatever the cluster."""
-import json
 import os
 import signal
-import sys
 
 import numpy as np
 import pytest
