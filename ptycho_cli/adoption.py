@@ -128,8 +128,9 @@ def adopt(checkout, dry_run: bool = False) -> List[Change]:
     package = root / "ptycho"
     for name in ("raw_data.py", "params.py", "config/config.py"):
         if not (package / name).is_file():
-            raise FileNotFoundError(f"checkout={str(root)!r} is not a PtychoPINN checkout: "
-                                    f"it has no ptycho/{name}")
+            # Named by its path: the command's PATH and the function's checkout alike.
+            raise FileNotFoundError(f"{root} is not a PtychoPINN checkout: it has no "
+                                    f"ptycho/{name}")
     config = package / "config" / "config.py"
     pairs = [
         (package / "raw_data.py", (surface_dir() / "raw_data.py").read_text(encoding="utf-8"),

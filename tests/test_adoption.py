@@ -119,7 +119,7 @@ def test_adopt_dry_run_and_bad_checkouts_write_nothing(checkout, tmp_path):
     before = snapshot(checkout)
     assert [c.done for c in adopt(checkout, dry_run=True)] == [True, True]
     assert snapshot(checkout) == before
-    with pytest.raises(FileNotFoundError, match=r"checkout=.*not a PtychoPINN checkout.*params"):
+    with pytest.raises(FileNotFoundError, match=r"PtychoPINN is not a PtychoPINN checkout: it has no ptycho/params.py"):
         (checkout / "ptycho" / "params.py").unlink()
         adopt(checkout)
     assert snapshot(checkout) == {k: v for k, v in before.items() if k != "ptycho/params.py"}
@@ -335,3 +335,10 @@ def test_from_simulation_without_ptychopinn_says_what_it_needs(monkeypatch):
     monkeypatch.setitem(sys.modules, "ptycho.diffsim", None)   # import fails
     with pytest.raises(ImportError, match="needs PtychoPINN's ptycho.diffsim"):
         RawData.from_simulation(np.zeros(2), np.zeros(2), np.ones((4, 4)), np.ones((8, 8)))
+
+
+def test_adopt_command_on_a_folder_that_is_no_checkout(tmp_path, cli):
+    proc = cli("adopt", str(tmp_path), cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == (f"ptycho-group: error: {tmp_path} is not a PtychoPINN "
+                                   "checkout: it has no ptycho/raw_data.py")
