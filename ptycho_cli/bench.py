@@ -19,8 +19,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -38,7 +36,7 @@ from ptycho_grouping.atomic_write import atomic_write
 from ptycho_grouping.registry import default_registry
 
 from .demo import scan_positions
-from .memory import status_kib
+from .memory import run_child, status_kib
 
 LEGACY = "legacy_group_then_sample"
 DEFAULT = "sample_then_group"
@@ -86,11 +84,7 @@ def peak_memory_mib(case: dict) -> float:
     # unmap it when freed) instead of reusing resident heap, which would hide
     # it from the peak-RSS growth measured here.
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(case)],
-                          capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"memory run failed for {case}: {proc.stderr.strip()[-500:]}")
-    return float(proc.stdout.split()[-1])
+    return float(run_child(code, case, f"memory run for {case}", env=env))
 
 
 def _measure_case(case: dict) -> float:

@@ -31,12 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ptycho_data.grouped_writer import NpzSink, streamed_scale
-from ptycho_grouping.atomic_write import atomic_write
+from ptycho_data.grouped_writer import streamed_scale
 from ptycho_data.raw_data import RawData
 from ptycho_grouping.npz_io import load_npz
 
-from .demo import scan_positions
+from .bench_io import write_store
 
 # Memory an interpreter with NumPy, SciPy and the project imported starts
 # with (VmData about 190 MiB measured); the limit must leave room above it.
@@ -63,22 +62,6 @@ from ptycho_cli.memory import status_kib
 status = status_kib("VmHWM", "VmData", "RssAnon", "RssFile")
 print(json.dumps(dict(rc=rc, **status)))
 """
-
-
-def write_store(path: Path, frames: int, N: int, rng=0) -> None:
-    """An uncompressed dataset NPZ of ``frames`` float32 patterns, written chunk by chunk."""
-    rng = np.random.default_rng(rng)
-    base = rng.random((16, N, N), dtype=np.float32)
-    xy = scan_positions(frames, "raster", step=1.0, rng=rng)
-    with atomic_write(path) as tmp, NpzSink.create(tmp, frames) as sink:
-        step = max(1, (64 << 20) // (N * N * 4))  # 64 MiB at a time
-        for start in range(0, frames, step):
-            stop = min(start + step, frames)
-            scale = 1 + np.arange(start, stop, dtype=np.float32)[:, None, None] % 97 / 97
-            sink.write("diff3d", slice(start, stop), base[np.arange(start, stop) % 16] * scale)
-        sink.write_whole("xcoords", xy[:, 0])
-        sink.write_whole("ycoords", xy[:, 1])
-        sink.write_whole("probeGuess", np.ones((N, N), np.complex64))
 
 
 def _run_limited(limit_mib: int, argv, cwd: Path, mode: str = "cli") -> dict:
