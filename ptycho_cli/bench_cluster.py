@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from .bench_io import write_store
+from .inputs import disk_bytes
 from .memory import run_child
 
 __all__ = ["run_cluster_bench", "format_cluster"]
@@ -51,16 +52,10 @@ print(json.dumps(result))
 """
 
 
-def _size(path: Path) -> int:
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
-
-
 def _run(spec: dict) -> dict:
     result = run_child(_CHILD, spec, "bench --cluster child")
     out = Path(spec["out"])
-    result["bytes"] = _size(out)
+    result["bytes"] = disk_bytes(out)
     result["mb_s"] = result["bytes"] / result["seconds"] / 1e6
     shutil.rmtree(out) if out.is_dir() else out.unlink()
     return result

@@ -112,8 +112,7 @@ def run_out_of_core(store_mib: int = 2048, limit_mib: int = 384, N: int = 64,
                     allow_small: bool = False) -> dict:
     """Write a store, group it under a memory limit, check the output; a JSON-ready dict.
 
-    Raises ValueError unless ``store_mib >= 2 * limit_mib`` (see
-    :func:`check_sizes`; ``allow_small=True`` is for tests of the machinery).
+    Raises ValueError from :func:`check_sizes`.
     """
     say = say or (lambda msg: None)
     check_sizes(store_mib, limit_mib, allow_small)
@@ -158,12 +157,9 @@ def run_out_of_core(store_mib: int = 2048, limit_mib: int = 384, N: int = 64,
 
 def _check_output(store: Path, out: Path, N: int, chunk_groups: int, grouping: dict,
                   samples: int = 64) -> dict:
-    """Check the written groups against the store: ``{check name: passed}``.
+    """The checks of the module docstring on the written groups: ``{check name: passed}``.
 
-    ``nn_indices`` must be what ``group_indices`` gives on the same store and
-    arguments (coordinates only, cheap); sampled ``diffraction`` rows must be
-    the store's frames; the same ``X_full`` rows must be those times the
-    normalisation of *all* groups, recomputed here from the store in chunks.
+    The normalisation of *all* groups is recomputed here from the store, in chunks.
     """
     source = RawData.from_file(store, mmap=True)
     expected_nn = source.group_indices(N, dataset_path=str(store), **grouping)

@@ -12,7 +12,7 @@ from ptycho_grouping import NeighborIndex
 from ptycho_grouping.npz_io import read_npy_header
 
 from ..grouping import DEFAULT_GROUPS
-from ..inputs import CXI_SUFFIXES, check_input_path, open_dataset, stored_members
+from ..inputs import CXI_SUFFIXES, check_input_path, disk_bytes, open_dataset, stored_members
 from ..metrics_text import metric_rows
 from .group import METRICS_KEY
 
@@ -108,7 +108,7 @@ def _grouped_rows(path, arrays: dict) -> list:
     main = [name for name in MAIN_ARRAYS if name in arrays]
     others = sorted(name for name, (shape, _) in arrays.items()
                     if name not in main and len(shape))  # 0-d members are the JSON records
-    rows = [("file", f"{path} (grouped output, {_size_mib(path):.1f} MiB)"),
+    rows = [("file", f"{path} (grouped output, {disk_bytes(path) / 2**20:.1f} MiB)"),
             ("arrays", "; ".join(f"{name} {_shape(*arrays[name])}" for name in main)
              + (f"; also {', '.join(others)}" if others else ""))]
     if prov is None:
@@ -133,13 +133,6 @@ def _grouped_rows(path, arrays: dict) -> list:
                                  f"({100 * metrics['used_fraction']:.1f}%)"))
         rows.extend(metric_rows(metrics))
     return rows
-
-
-def _size_mib(path) -> float:
-    if path.is_dir():
-        from ptycho_data.zarr_output import store_bytes
-        return store_bytes(path) / 2**20
-    return path.stat().st_size / 2**20
 
 
 def _print(rows) -> None:
