@@ -35,7 +35,7 @@ from .memory import run_child
 __all__ = ["run_io_bench", "format_io", "write_store"]
 
 _MEASURE = r"""
-import json, os, sys, threading, time
+import json, os, shutil, sys, threading, time
 from ptycho_cli.memory import status_kib
 peak = [0]
 def anon_kib():
@@ -66,17 +66,9 @@ else:
     if spec["cold"]:
         evict(spec["source"])
     def job():
-        buf = bytearray(8 << 20)
-        view = memoryview(buf)
-        with open(spec["source"], "rb", buffering=0) as src, \
-                open(spec["out"], "wb", buffering=0) as dst:
-            while True:
-                n = src.readinto(buf)
-                if not n:
-                    break
-                done = 0
-                while done < n:
-                    done += dst.write(view[done:n])
+        with open(spec["source"], "rb") as src, open(spec["out"], "wb") as dst:
+            shutil.copyfileobj(src, dst, 8 << 20)
+            dst.flush()
             os.fsync(dst.fileno())
 stop = threading.Event()
 if spec["memory"]:
