@@ -177,7 +177,6 @@ def run(args) -> int:
                     nn = write_grouped_distributed(raw, out_path, n_pix, client=client, **common)
             elapsed = time.perf_counter() - start
             cluster_lines = cluster_summary(args, client)
-    covered = len(np.unique(nn))
     flat = zero_spread_groups(raw.xcoords, raw.ycoords, nn)
     if flat:
         warning(args, f"{flat} of {len(nn)} groups have zero spread: all their members sit at "
@@ -190,7 +189,6 @@ def run(args) -> int:
                   f"{np.dtype(raw.diff3d.dtype).name} patterns{stored})")
     summary(args, f"groups      {nn.shape[0]} x {nn.shape[1]} (gridsize {plan.gridsize}, "
                   f"{plan.describe_k()}, strategy {plan.strategy}, seed {args.seed})")
-    summary(args, f"coverage    {covered} distinct scan points ({100 * covered / n_points:.1f}%)")
     for line in metric_lines(measured):
         summary(args, line)
     summary(args, f"time        {elapsed * 1e3:.1f} ms (grouping, gathering and writing)")

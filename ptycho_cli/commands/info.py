@@ -129,8 +129,6 @@ def _grouped_rows(path, arrays: dict) -> list:
     if metrics is None:
         rows.append(("metrics", "none stored"))
     else:
-        rows.append(("coverage", f"{metrics['n_used']} distinct scan points "
-                                 f"({100 * metrics['used_fraction']:.1f}%)"))
         rows.extend(metric_rows(metrics))
     return rows
 
