@@ -86,18 +86,17 @@ def _with_field(source: str, path: Path) -> str:
     return "".join(lines)
 
 
-def _write(path: Path, text: str) -> None:
-    with atomic_write(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-
-
-def _plan(pairs) -> List[Change]:
-    """A :class:`Change` for each ``(path, new text, what)``: ``done`` where the file differs."""
+def _apply(pairs, dry_run: bool) -> List[Change]:
+    """A :class:`Change` for each ``(path, new text, what)``, ``done`` (and, unless
+    ``dry_run``, written atomically) where the file differs."""
     changes = []
     for path, text, what in pairs:
         old = path.read_text(encoding="utf-8") if path.exists() else None
         changes.append(Change(path, what, old != text))
+        if old != text and not dry_run:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(text)
     return changes
 
 
@@ -138,12 +137,7 @@ def adopt(checkout, dry_run: bool = False) -> List[Change]:
         (config, _with_field(config.read_text(encoding="utf-8"), config),
          "grouping_strategy added to " + ", ".join(CONFIG_CLASSES)),
     ]
-    changes = _plan(pairs)
-    if not dry_run:
-        for (path, text, _), change in zip(pairs, changes):
-            if change.done:
-                _write(path, text)
-    return changes
+    return _apply(pairs, dry_run)
 
 
 def write_standalone(directory, dry_run: bool = False) -> List[Change]:
@@ -167,10 +161,4 @@ def write_standalone(directory, dry_run: bool = False) -> List[Change]:
                                   "PtychoPINN checkout use 'ptycho-group adopt PATH'")
     pairs = [(target / rel, (source / rel).read_text(encoding="utf-8"), "surface")
              for rel in files]
-    changes = _plan(pairs)
-    if not dry_run:
-        for (path, text, _), change in zip(pairs, changes):
-            if change.done:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                _write(path, text)
-    return changes
+    return _apply(pairs, dry_run)

@@ -19,8 +19,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -38,10 +36,11 @@ from ptycho_grouping.atomic_write import atomic_write
 from ptycho_grouping.registry import default_registry
 
 from .demo import scan_positions
-from .memory import status_kib
+from .memory import run_child, status_kib
 
 LEGACY = "legacy_group_then_sample"
 DEFAULT = "sample_then_group"
+LEGACY_MODES = ("first run (uncached)", "cached")
 
 
 # -- measurement ----------------------------------------------------------------
@@ -86,11 +85,24 @@ def peak_memory_mib(case: dict) -> float:
     # unmap it when freed) instead of reusing resident heap, which would hide
     # it from the peak-RSS growth measured here.
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(case)],
-                          capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"memory run failed for {case}: {proc.stderr.strip()[-500:]}")
-    return float(proc.stdout.split()[-1])
+    return float(run_child(code, case, f"memory run for {case}", env=env))
+
+
+def _fresh_raw(coords, n_pix: int):
+    """Flat patterns of ``n_pix`` for ``coords``, and a function making a new RawData of them."""
+    diff3d = np.full((len(coords), n_pix, n_pix), 0.5, np.float32)
+    probe, scan_index = np.ones((n_pix, n_pix), np.complex64), np.zeros(len(coords), np.int64)
+    return diff3d, lambda: RawData.from_coords_without_pc(coords[:, 0], coords[:, 1], diff3d,
+                                                          probe, scan_index)
+
+
+def _flat_tree(coords):
+    """The unbalanced cKDTree a tree-based engine builds at the least (the floors' tree)."""
+    return cKDTree(coords, balanced_tree=False, compact_nodes=False)
+
+
+def _request(n_groups: int, k: int, group_size: int = 4, **kw) -> GroupingRequest:
+    return GroupingRequest(n_groups=n_groups, group_size=group_size, neighbors=k, rng=0, **kw)
 
 
 def _measure_case(case: dict) -> float:
@@ -100,18 +112,13 @@ def _measure_case(case: dict) -> float:
     coords = scan_positions(case["size"], "raster", step=1.0, rng=0)
     kind = case["kind"]
     if kind == "e2e":
-        n_pix = case["N"]
-        diff3d = np.full((len(coords), n_pix, n_pix), 0.5, np.float32)
-        raw = RawData.from_coords_without_pc(coords[:, 0], coords[:, 1], diff3d,
-                                             np.ones((n_pix, n_pix), np.complex64),
-                                             np.zeros(len(coords), np.int64))
+        raw = _fresh_raw(coords, case["N"])[1]()
         get_strategy(DEFAULT)  # registry loaded before the measured call
         return _measure_here(lambda: raw.generate_grouped_data(
-            n_pix, K=case["neighbors"], nsamples=case["groups"], gridsize=2, seed=0))
+            case["N"], K=case["neighbors"], nsamples=case["groups"], gridsize=2, seed=0))
     strategy = get_strategy(case["strategy"])
-    request = GroupingRequest(n_groups=case["groups"], group_size=case["gridsize"] ** 2,
-                              neighbors=case["neighbors"], rng=0,
-                              dataset_path=case.get("dataset_path"))
+    request = _request(case["groups"], case["neighbors"], case["gridsize"] ** 2,
+                       dataset_path=case.get("dataset_path"))
     arg = coords
     if case.get("mode") == "tree reused":
         arg = NeighborIndex(coords)
@@ -161,8 +168,7 @@ def previous_engine(coords, n_groups: int, c: int, k: int, seed: int = 0):
     """
     rng = np.random.default_rng(seed)
     seeds = rng.choice(len(coords), n_groups, replace=False)
-    tree = cKDTree(coords, balanced_tree=False, compact_nodes=False)
-    _, nn = tree.query(coords[seeds], k=k + 1, workers=-1 if n_groups >= 4096 else 1)
+    _, nn = _flat_tree(coords).query(coords[seeds], k=k + 1, workers=-1 if n_groups >= 4096 else 1)
     cols = np.argsort(rng.random((n_groups, k)), axis=1)[:, :c - 1]
     return np.column_stack([seeds, np.take_along_axis(nn[:, 1:], cols, axis=1)])
 
@@ -221,11 +227,11 @@ def run_bench(sizes, *, repeat=5, groups=512, neighbors=7, e2e_N=64,
     for name in registry.conflicts:
         say(f"skipping strategy {name!r}: more than one plugin registers that name")
     rows, engine, e2e, coverage, fresh = [], [], [], [], []
+    legacy_time = {}  # over all sizes: a size beyond --legacy-limit scales the largest measured
     with tempfile.TemporaryDirectory(prefix="ptycho-bench-") as tmp:
         workdir = Path(tmp)
         for m in sizes:
             coords = scan_positions(m, "raster", step=1.0, rng=0)
-            legacy_time = {}
             for gridsize in (1, 2):
                 c = gridsize * gridsize
                 kw = dict(n_groups=min(groups, m), group_size=c, neighbors=neighbors, rng=0)
@@ -244,12 +250,11 @@ def run_bench(sizes, *, repeat=5, groups=512, neighbors=7, e2e_N=64,
                         t = median_time(lambda: strategy.group(arg, request), repeat)
                         mem = peak_memory_mib(dict(kind="strategy", size=m, strategy=name,
                                                    mode=mode, **_case_kw(kw)))
-                        rows.append(dict(size=m, gridsize=gridsize, strategy=name, mode=mode,
-                                         time_s=t, peak_mib=mem, extrapolated=False))
+                        rows.append(_row(m, gridsize, name, mode, t, mem))
             engine.append(_bench_engine(coords, groups, neighbors, repeat, say))
             legacy_first = next((r["time_s"] for r in rows if r["strategy"] == LEGACY
                                  and r["size"] == m and r["gridsize"] == 2
-                                 and r["mode"] == "first run (uncached)"), None)
+                                 and r["mode"] == LEGACY_MODES[0]), None)
             fresh.append(_bench_fresh_rawdata(coords, groups, neighbors, repeat, say,
                                               legacy_first))
             coverage.append(_bench_coverage(coords, neighbors, workdir, say))
@@ -263,20 +268,22 @@ def run_bench(sizes, *, repeat=5, groups=512, neighbors=7, e2e_N=64,
                 fresh_rawdata=fresh)
 
 
+def _row(size, gridsize, strategy, mode, time_s, peak_mib, extrapolated=False) -> dict:
+    return dict(size=size, gridsize=gridsize, strategy=strategy, mode=mode, time_s=time_s,
+                peak_mib=peak_mib, extrapolated=extrapolated)
+
+
 def _bench_legacy(coords, kw, gridsize, workdir, repeat, legacy_limit, legacy_time, say):
+    """The legacy strategy's rows; ``legacy_time[m][(gridsize, mode)]`` keeps (time, memory)."""
     m = len(coords)
-    out = []
     if m > legacy_limit:
+        if not legacy_time:
+            return []
         # The legacy loop is linear in M: scale the largest measured size.
-        base_m = max(legacy_time) if legacy_time else None
-        if base_m is None:
-            return out
-        for mode in ("first run (uncached)", "cached"):
-            t, mem = legacy_time[base_m][(gridsize, mode)]
-            factor = m / base_m
-            out.append(dict(size=m, gridsize=gridsize, strategy=LEGACY, mode=mode,
-                            time_s=t * factor, peak_mib=mem * factor, extrapolated=True))
-        return out
+        base_m = max(legacy_time)
+        return [_row(m, gridsize, LEGACY, mode, *(v * m / base_m for v in
+                                                  legacy_time[base_m][(gridsize, mode)]), True)
+                for mode in LEGACY_MODES]
     clear, run, dataset = _legacy_runner(coords, kw, workdir)
     say(f"M={m} gridsize={gridsize} {LEGACY} (first run, then cached)")
     first_repeat = 1 if m >= 100_000 else min(repeat, 3)
@@ -288,20 +295,16 @@ def _bench_legacy(coords, kw, gridsize, workdir, repeat, legacy_limit, legacy_ti
     t_cached = median_time(run, repeat)
     mem_cached = peak_memory_mib(case)
     clear()
-    legacy_time.setdefault(m, {})[(gridsize, "first run (uncached)")] = (t_first, mem_first)
-    legacy_time[m][(gridsize, "cached")] = (t_cached, mem_cached)
-    out.append(dict(size=m, gridsize=gridsize, strategy=LEGACY, mode="first run (uncached)",
-                    time_s=t_first, peak_mib=mem_first, extrapolated=False))
-    out.append(dict(size=m, gridsize=gridsize, strategy=LEGACY, mode="cached",
-                    time_s=t_cached, peak_mib=mem_cached, extrapolated=False))
-    return out
+    measured = dict(zip(LEGACY_MODES, ((t_first, mem_first), (t_cached, mem_cached))))
+    legacy_time.setdefault(m, {}).update(((gridsize, mode), v) for mode, v in measured.items())
+    return [_row(m, gridsize, LEGACY, mode, *v) for mode, v in measured.items()]
 
 
 def _add_ratios(rows):
     for row in rows:
         ref = {r["mode"]: r for r in rows if r["strategy"] == LEGACY
                and r["size"] == row["size"] and r["gridsize"] == row["gridsize"]}
-        first, cached = ref.get("first run (uncached)"), ref.get("cached")
+        first, cached = (ref.get(mode) for mode in LEGACY_MODES)
         row["speedup_vs_legacy_first"] = first["time_s"] / row["time_s"] if first else None
         row["speedup_vs_legacy_cached"] = cached["time_s"] / row["time_s"] if cached else None
         row["memory_ratio_vs_legacy_first"] = (first["peak_mib"] / row["peak_mib"]
@@ -321,12 +324,10 @@ def _bench_engine(coords, groups, k, repeat, say):
     stg = get_strategy(DEFAULT)
     few = min(groups, m)
     seeds = np.random.default_rng(0).choice(m, few, replace=False)
-    req = GroupingRequest(n_groups=few, group_size=4, neighbors=k, rng=0)
+    req = _request(few, k)
     t_pass = median_time(lambda: one_pass(coords), repeat)
-    t_tree = median_time(lambda: cKDTree(coords, balanced_tree=False, compact_nodes=False),
-                         repeat)
-    t_tree_query = median_time(lambda: cKDTree(coords, balanced_tree=False, compact_nodes=False)
-                               .query(coords[seeds], k=k + 1), repeat)
+    t_tree = median_time(lambda: _flat_tree(coords), repeat)
+    t_tree_query = median_time(lambda: _flat_tree(coords).query(coords[seeds], k=k + 1), repeat)
     t_one_shot = median_time(lambda: stg.group(coords, req), repeat)
     index = NeighborIndex(coords)
     stg.group(index, req)
@@ -340,7 +341,7 @@ def _bench_engine(coords, groups, k, repeat, say):
     slow_repeat = max(1, min(repeat, 2))
     for n in sorted({min(100_000, m), m}):
         say(f"M={m} engine: {n} groups")
-        req_n = GroupingRequest(n_groups=n, group_size=4, neighbors=k, rng=0)
+        req_n = _request(n, k)
         t_ours = median_time(lambda: stg.group(coords, req_n), slow_repeat)
         t_prev = median_time(lambda: previous_engine(coords, n, 4, k), slow_repeat)
         row = dict(groups=n, time_s=t_ours, previous_engine_s=t_prev,
@@ -351,11 +352,10 @@ def _bench_engine(coords, groups, k, repeat, say):
         out["large"].append(row)
     n_over = 4 * m
     say(f"M={m} engine: oversampling {n_over} groups")
-    req_over = GroupingRequest(n_groups=n_over, group_size=4, neighbors=k, rng=0,
-                               enable_oversampling=True)
+    req_over = _request(n_over, k, enable_oversampling=True)
     t_over = median_time(lambda: stg.group(coords, req_over), 1)
-    t_all_floor = median_time(lambda: cKDTree(coords, balanced_tree=False, compact_nodes=False)
-                              .query(coords, k=k + 1, workers=-1), slow_repeat)
+    t_all_floor = median_time(lambda: _flat_tree(coords).query(coords, k=k + 1, workers=-1),
+                              slow_repeat)
     # Every position the same (a stage that never moved): no grid can split them,
     # so the distinct-position tree answers; it must cost what a spread-out scan does.
     same = np.zeros_like(coords)
@@ -380,14 +380,10 @@ def _bench_fresh_rawdata(coords, groups, k, repeat, say, legacy_first_s):
     against the legacy strategy's first run on the same points."""
     m = len(coords)
     say(f"M={m} one-shot generate_grouped_data, N=4")
-    diff3d = np.full((m, 4, 4), 0.5, np.float32)
-    probe = np.ones((4, 4), np.complex64)
-    scan_index = np.zeros(m, np.int64)
-    x, y = coords[:, 0], coords[:, 1]
+    fresh = _fresh_raw(coords, 4)[1]
 
     def run():
-        RawData.from_coords_without_pc(x, y, diff3d, probe, scan_index).generate_grouped_data(
-            4, K=k, nsamples=min(groups, m), gridsize=2, seed=0)
+        fresh().generate_grouped_data(4, K=k, nsamples=min(groups, m), gridsize=2, seed=0)
 
     t = median_time(run, repeat)
     return dict(size=m, groups=min(groups, m), time_s=t, legacy_first_s=legacy_first_s,
@@ -398,8 +394,7 @@ def _bench_coverage(coords, k, workdir, say):
     m = len(coords)
     n = m // 2
     say(f"M={m} coverage at {n} groups")
-    stg = get_strategy(DEFAULT).group(coords, GroupingRequest(n_groups=n, group_size=4,
-                                                              neighbors=k, rng=0))
+    stg = get_strategy(DEFAULT).group(coords, _request(n, k))
     clear, run, _ = _legacy_runner(coords, dict(n_groups=n, group_size=4, neighbors=k), workdir)
     clear()
     legacy = run()
@@ -414,21 +409,15 @@ def _bench_end_to_end(coords, n_pix, groups, k, repeat, say):
     m = len(coords)
     groups = min(groups, m)
     say(f"M={m} end-to-end generate_grouped_data, N={n_pix}")
-    diff3d = np.full((m, n_pix, n_pix), 0.5, np.float32)
-    x, y = coords[:, 0], coords[:, 1]
-
-    def fresh():
-        return RawData.from_coords_without_pc(x, y, diff3d, np.ones((n_pix, n_pix), np.complex64),
-                                              np.zeros(m, np.int64))
+    diff3d, fresh = _fresh_raw(coords, n_pix)
 
     def e2e():
         fresh().generate_grouped_data(n_pix, K=k, nsamples=groups, gridsize=2, seed=0)
 
-    nn = get_strategy(DEFAULT).group(coords, GroupingRequest(n_groups=groups, group_size=4,
-                                                             neighbors=k, rng=0))
+    nn = get_strategy(DEFAULT).group(coords, _request(groups, k))
 
     def unavoidable():
-        cKDTree(coords, balanced_tree=False, compact_nodes=False)
+        _flat_tree(coords)
         np.take(diff3d, nn.ravel(), axis=0)
 
     t = median_time(e2e, repeat)

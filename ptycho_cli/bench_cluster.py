@@ -10,14 +10,14 @@ cluster's start-up is timed apart (a cluster that stays up pays it once).
 """
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from .bench_io import write_io_store
+from .bench_io import write_store
+from .inputs import disk_bytes
+from .memory import run_child
 
 __all__ = ["run_cluster_bench", "format_cluster"]
 
@@ -28,9 +28,6 @@ from ptycho_data.raw_data import RawData
 raw = RawData.from_file(spec["store"], mmap=True)
 raw.objectGuess = None
 kw = dict(K=spec["K"], nsamples=spec["groups"], gridsize=spec["gridsize"], seed=0)
-def hwm():
-    with open("/proc/self/status") as fh:
-        return next(int(l.split()[1]) for l in fh if l.startswith("VmHWM:"))
 result = {}
 if spec["job"] == "single":
     from ptycho_data.grouped_writer import write_grouped
@@ -49,25 +46,16 @@ else:
         write_grouped_distributed(raw, spec["out"], raw.diff3d.shape[1], client=client, **kw)
         result["seconds"] = time.perf_counter() - start
         result["worker_hwm_kib"] = [v["VmHWM"] for _, v in sorted(worker_peak_memory(client).items())]
-result["hwm_kib"] = hwm()
+from ptycho_cli.memory import status_kib
+result["hwm_kib"] = status_kib("VmHWM")["VmHWM"]
 print(json.dumps(result))
 """
 
 
-def _size(path: Path) -> int:
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
-
-
 def _run(spec: dict) -> dict:
-    proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(spec)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"bench --cluster child failed: {proc.stderr.strip()[-800:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_child(_CHILD, spec, "bench --cluster child")
     out = Path(spec["out"])
-    result["bytes"] = _size(out)
+    result["bytes"] = disk_bytes(out)
     result["mb_s"] = result["bytes"] / result["seconds"] / 1e6
     shutil.rmtree(out) if out.is_dir() else out.unlink()
     return result
@@ -88,7 +76,7 @@ def run_cluster_bench(points: int = 100_000, N: int = 64, groups: int = 25_000,
         tmp = Path(tmp)
         store = tmp / "store.npz"
         say(f"cluster: writing a store of {points} patterns {N}x{N}")
-        write_io_store(store, points, N)
+        write_store(store, points, N)
         result["store_mib"] = store.stat().st_size / 2**20
         base = dict(store=str(store), K=neighbors, groups=groups, gridsize=gridsize)
         specs = {"1 process, npz": dict(base, job="single", format="npz", out=str(tmp / "o.npz")),

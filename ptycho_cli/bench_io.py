@@ -19,9 +19,7 @@ costs, without needing one), and ``warm + Y`` (object patches as well).
 """
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -32,11 +30,12 @@ from ptycho_data.grouped_writer import NpzSink
 from ptycho_grouping.atomic_write import atomic_write
 
 from .demo import scan_positions
+from .memory import run_child
 
-__all__ = ["run_io_bench", "format_io", "write_io_store"]
+__all__ = ["run_io_bench", "format_io", "write_store"]
 
 _MEASURE = r"""
-import json, os, sys, threading, time
+import json, os, shutil, sys, threading, time
 from ptycho_cli.memory import status_kib
 peak = [0]
 def anon_kib():
@@ -67,17 +66,9 @@ else:
     if spec["cold"]:
         evict(spec["source"])
     def job():
-        buf = bytearray(8 << 20)
-        view = memoryview(buf)
-        with open(spec["source"], "rb", buffering=0) as src, \
-                open(spec["out"], "wb", buffering=0) as dst:
-            while True:
-                n = src.readinto(buf)
-                if not n:
-                    break
-                done = 0
-                while done < n:
-                    done += dst.write(view[done:n])
+        with open(spec["source"], "rb") as src, open(spec["out"], "wb") as dst:
+            shutil.copyfileobj(src, dst, 8 << 20)
+            dst.flush()
             os.fsync(dst.fileno())
 stop = threading.Event()
 if spec["memory"]:
@@ -92,21 +83,27 @@ print(json.dumps(dict(seconds=seconds, peak_anon_kib=max(peak[0], anon_kib()), v
 """
 
 
-def write_io_store(path, points: int, N: int, rng=0) -> None:
-    """An uncompressed dataset NPZ: ``points`` float32 patterns, positions, probe, object."""
+def write_store(path, points: int, N: int, rng=0, with_object: bool = False) -> None:
+    """An uncompressed dataset NPZ of ``points`` float32 patterns, written chunk by chunk.
+
+    Also positions (a jittered raster, ``N / 8`` apart, ``N`` from the edges),
+    a flat probe and, with ``with_object``, an object the patterns lie in.
+    """
     rng = np.random.default_rng(rng)
-    base = rng.random((64, N, N), dtype=np.float32)
+    base = rng.random((16, N, N), dtype=np.float32)
     xy = scan_positions(points, "raster", step=N / 8, rng=rng) + N
     height, width = int(xy[:, 1].max()) + 2 * N, int(xy[:, 0].max()) + 2 * N
     with atomic_write(path) as tmp, NpzSink.create(tmp, points) as sink:
-        step = max(1, (64 << 20) // (N * N * 4))
+        step = max(1, (64 << 20) // (N * N * 4))  # 64 MiB at a time
         for start in range(0, points, step):
             stop = min(start + step, points)
-            sink.write("diff3d", slice(start, stop), base[np.arange(start, stop) % 64])
+            scale = 1 + np.arange(start, stop, dtype=np.float32)[:, None, None] % 97 / 97
+            sink.write("diff3d", slice(start, stop), base[np.arange(start, stop) % 16] * scale)
         sink.write_whole("xcoords", xy[:, 0])
         sink.write_whole("ycoords", xy[:, 1])
+        sink.write_whole("probeGuess", np.ones((N, N), np.complex64))
         rows = max(1, (64 << 20) // (width * 8))
-        for start in range(0, height, rows):
+        for start in range(0, height if with_object else 0, rows):
             stop = min(start + rows, height)
             band = rng.random((stop - start, width), dtype=np.float32)
             sink.write("objectGuess", slice(start, stop), (band + 1j * band[::-1]).astype(
@@ -114,11 +111,7 @@ def write_io_store(path, points: int, N: int, rng=0) -> None:
 
 
 def _run(spec: dict) -> dict:
-    proc = subprocess.run([sys.executable, "-c", _MEASURE, json.dumps(spec)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"bench --io child failed: {proc.stderr.strip()[-500:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_child(_MEASURE, spec, "bench --io child")
 
 
 def _measured(spec: dict, repeat: int) -> dict:
@@ -163,7 +156,7 @@ def run_io_bench(points: int = 200_000, N: int = 32, groups: int = 50_000, grids
         tmp = Path(tmp)
         store = tmp / "store.npz"
         say(f"io: writing a store of {points} patterns {N}x{N}")
-        write_io_store(store, points, N)
+        write_store(store, points, N, with_object=True)
         result["store_mib"] = store.stat().st_size / 2**20
         for row in rows:
             cold, patches = row == "cold", row.endswith("Y")

@@ -31,12 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ptycho_data.grouped_writer import NpzSink, streamed_scale
-from ptycho_grouping.atomic_write import atomic_write
+from ptycho_data.grouped_writer import streamed_scale
 from ptycho_data.raw_data import RawData
 from ptycho_grouping.npz_io import load_npz
 
-from .demo import scan_positions
+from .bench_io import write_store
 
 # Memory an interpreter with NumPy, SciPy and the project imported starts
 # with (VmData about 190 MiB measured); the limit must leave room above it.
@@ -63,22 +62,6 @@ from ptycho_cli.memory import status_kib
 status = status_kib("VmHWM", "VmData", "RssAnon", "RssFile")
 print(json.dumps(dict(rc=rc, **status)))
 """
-
-
-def write_store(path: Path, frames: int, N: int, rng=0) -> None:
-    """An uncompressed dataset NPZ of ``frames`` float32 patterns, written chunk by chunk."""
-    rng = np.random.default_rng(rng)
-    base = rng.random((16, N, N), dtype=np.float32)
-    xy = scan_positions(frames, "raster", step=1.0, rng=rng)
-    with atomic_write(path) as tmp, NpzSink.create(tmp, frames) as sink:
-        step = max(1, (64 << 20) // (N * N * 4))  # 64 MiB at a time
-        for start in range(0, frames, step):
-            stop = min(start + step, frames)
-            scale = 1 + np.arange(start, stop, dtype=np.float32)[:, None, None] % 97 / 97
-            sink.write("diff3d", slice(start, stop), base[np.arange(start, stop) % 16] * scale)
-        sink.write_whole("xcoords", xy[:, 0])
-        sink.write_whole("ycoords", xy[:, 1])
-        sink.write_whole("probeGuess", np.ones((N, N), np.complex64))
 
 
 def _run_limited(limit_mib: int, argv, cwd: Path, mode: str = "cli") -> dict:
@@ -129,8 +112,7 @@ def run_out_of_core(store_mib: int = 2048, limit_mib: int = 384, N: int = 64,
                     allow_small: bool = False) -> dict:
     """Write a store, group it under a memory limit, check the output; a JSON-ready dict.
 
-    Raises ValueError unless ``store_mib >= 2 * limit_mib`` (see
-    :func:`check_sizes`; ``allow_small=True`` is for tests of the machinery).
+    Raises ValueError from :func:`check_sizes`.
     """
     say = say or (lambda msg: None)
     check_sizes(store_mib, limit_mib, allow_small)
@@ -175,12 +157,9 @@ def run_out_of_core(store_mib: int = 2048, limit_mib: int = 384, N: int = 64,
 
 def _check_output(store: Path, out: Path, N: int, chunk_groups: int, grouping: dict,
                   samples: int = 64) -> dict:
-    """Check the written groups against the store: ``{check name: passed}``.
+    """The checks of the module docstring on the written groups: ``{check name: passed}``.
 
-    ``nn_indices`` must be what ``group_indices`` gives on the same store and
-    arguments (coordinates only, cheap); sampled ``diffraction`` rows must be
-    the store's frames; the same ``X_full`` rows must be those times the
-    normalisation of *all* groups, recomputed here from the store in chunks.
+    The normalisation of *all* groups is recomputed here from the store, in chunks.
     """
     source = RawData.from_file(store, mmap=True)
     expected_nn = source.group_indices(N, dataset_path=str(store), **grouping)

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Tuple
 
 from ptycho_data.raw_data import RawData
-from ptycho_data.zarr_output import is_zarr_store
+from ptycho_data.zarr_output import is_zarr_store, store_bytes
 
 from .demo import make_demo
 from .options import UsageError
 from .progress import stage
 
 __all__ = ["PATTERN_MEMBERS", "CXI_SUFFIXES", "DEMO_POINTS", "check_input_path", "stored_members",
-           "open_dataset", "open_demo", "open_input"]
+           "open_dataset", "open_input", "disk_bytes"]
 
 #: Members that hold pattern stacks, memory-mapped when stored uncompressed.
 PATTERN_MEMBERS = ("diff3d", "diffraction", "Y")
@@ -75,19 +75,18 @@ def open_dataset(path) -> Tuple[RawData, Tuple[str, ...]]:
     return raw, tuple(present) if mappable else ()
 
 
-def open_demo(points: Optional[int]) -> RawData:
-    """The built-in simulated scan (deterministic: seed 0)."""
-    # progress: demo generation takes a progress= argument in another branch; pass it here.
-    return make_demo(points=points or DEMO_POINTS, seed=0)
-
-
 def open_input(args) -> Tuple[RawData, Tuple[str, ...], str]:
     """The dataset of ``args.input`` (or the demo of ``--points``), its mapped members, its name."""
     if args.input is None:
         with stage(args.show_progress, "making the built-in demo scan"):
-            return open_demo(args.points), (), "built-in demo"
+            return make_demo(points=args.points or DEMO_POINTS, seed=0), (), "built-in demo"
     if args.points is not None:
         raise UsageError("--points applies to the built-in demo only, not to INPUT")
     with stage(args.show_progress, f"opening {args.input}"):
         raw, mapped = open_dataset(args.input)
     return raw, mapped, args.input
+
+
+def disk_bytes(path: Path) -> int:
+    """The size of a file, or of the files in a directory (a Zarr store)."""
+    return store_bytes(path) if path.is_dir() else path.stat().st_size

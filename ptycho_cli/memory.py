@@ -1,6 +1,6 @@
-"""This process's memory figures from ``/proc/self/status``, for the benchmarks.
+"""What the benchmarks share: a measuring child process, and memory figures from ``/proc/self/status``.
 
-The one reader of that file in the command. ``resource.getrusage``'s
+:func:`status_kib` is the one reader of that file in the command. ``resource.getrusage``'s
 ``ru_maxrss`` is not used for peaks: in a freshly started interpreter it
 still holds the peak of the process image it replaced (its parent's, at
 ``exec``), so a small child of a large parent reports the parent's size;
@@ -8,9 +8,25 @@ still holds the peak of the process image it replaced (its parent's, at
 """
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from typing import Dict
 
-__all__ = ["status_kib"]
+__all__ = ["status_kib", "run_child"]
+
+
+def run_child(code: str, spec, what: str, env=None):
+    """Run ``code`` in a fresh interpreter, ``spec`` as JSON in its ``sys.argv[1]``.
+
+    Returns the last line it printed, parsed as JSON; a child that fails
+    raises RuntimeError naming ``what``, with the end of its stderr.
+    """
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec)],
+                          capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed: {proc.stderr.strip()[-800:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def status_kib(*fields: str) -> Dict[str, int]:

@@ -5,10 +5,11 @@ __all__ = ["metric_lines", "metric_rows"]
 
 
 def metric_rows(m: dict) -> list:
-    """``(label, text)`` rows (use counts, spread, overlap) of a ``grouping_metrics`` record."""
+    """``(label, text)`` rows (coverage, use counts, spread, overlap) of a ``grouping_metrics`` record."""
     hist = m["use_count_histogram"]
     seed = "-" if m["seed_distance_mean"] is None else f"{m['seed_distance_mean']:.4g}"
-    rows = [("use counts", f"min {m['use_count_min']}, mean {m['use_count_mean']:.2f}, "
+    rows = [("coverage", f"{m['n_used']} distinct scan points ({100 * m['used_fraction']:.1f}%)"),
+            ("use counts", f"min {m['use_count_min']}, mean {m['use_count_mean']:.2f}, "
                            f"max {m['use_count_max']}, CV {m['use_count_cv']:.2f}; unused "
                            f"{hist[0] if hist else 0}"),
             ("spread", f"member-seed mean {seed}, member-centre mean "

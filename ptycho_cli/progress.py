@@ -23,7 +23,7 @@ __all__ = ["progress_wanted", "bar", "stage", "write_line"]
 CI_VARIABLE = "CI"
 
 
-def progress_wanted(progress: Optional[bool], quiet: bool, stream=None) -> bool:
+def progress_wanted(progress: Optional[bool], quiet: bool) -> bool:
     """Whether to draw progress bars.
 
     Parameters
@@ -33,8 +33,6 @@ def progress_wanted(progress: Optional[bool], quiet: bool, stream=None) -> bool:
         the surroundings.
     quiet : bool
         ``-q``: errors only, so no bars unless ``--progress`` asks for them.
-    stream : file, optional
-        Where the bars would go (default ``sys.stderr``).
     """
     if progress is not None:
         return progress
@@ -42,8 +40,7 @@ def progress_wanted(progress: Optional[bool], quiet: bool, stream=None) -> bool:
         return False
     if os.environ.get(CI_VARIABLE, "").lower() not in ("", "0", "false"):
         return False
-    stream = sys.stderr if stream is None else stream
-    isatty = getattr(stream, "isatty", None)
+    isatty = getattr(sys.stderr, "isatty", None)
     return bool(isatty and isatty())
 
 

@@ -25,7 +25,7 @@ def test_io_rows_time_the_grouped_output_and_a_copy_of_the_same_bytes(tmp_path):
 
 
 def test_io_store_is_a_dataset_with_an_object(tmp_path):
-    bench_io.write_io_store(tmp_path / "s.npz", 500, 8)
+    bench_io.write_store(tmp_path / "s.npz", 500, 8, with_object=True)
     raw = RawData.from_file(tmp_path / "s.npz", mmap=True)
     assert raw.diff3d.shape == (500, 8, 8) and isinstance(raw.diff3d, np.memmap)
     assert raw.objectGuess.dtype == np.complex64

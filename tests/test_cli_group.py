@@ -164,7 +164,8 @@ def test_bench_prints_a_legend_of_its_columns(tmp_path, cli, monkeypatch):
     # The table's layout is tested here; the peak-memory runs (a fresh interpreter
     # per row) are tested by test_cli.py::test_tiny_bench_reports_every_strategy.
     monkeypatch.setattr(bench, "peak_memory_mib", lambda case: 1.0)
-    out = cli("bench", "--sizes", 1200, "--repeat", 1, "--e2e-N", 8, cwd=tmp_path).stdout
+    out = cli("bench", "--sizes", 1200, 2400, "--legacy-limit", 1200, "--repeat", 1,
+              "--e2e-N", 8, cwd=tmp_path).stdout
     header = next(line for line in out.splitlines() if "vs legacy 1st" in line)
     for column in ("points", "mode", "peak MiB", "vs legacy 1st", "vs cached", "mem vs 1st"):
         assert column in header
@@ -172,6 +173,14 @@ def test_bench_prints_a_legend_of_its_columns(tmp_path, cli, monkeypatch):
     assert "\n".join(TABLE_LEGEND) in out
     assert format_report  # the legend is printed by the report, under the table
     assert out.index("columns:") > out.index(header)
+    # Beyond --legacy-limit the legacy rows are the largest measured size's, scaled and starred.
+    rows = {(r.split()[0], r.split()[1], r.split()[3]): r for r in out.splitlines()
+            if "legacy_group_then_sample" in r}
+    for g in ("1", "2"):
+        for mode in ("first", "cached"):
+            assert "*" not in rows[("1200", g, mode)]  # the time of a measured row: no star
+            assert "s* " in rows[("2400", g, mode)]
+    assert "* extrapolated linearly from the largest size the legacy strategy ran at" in out
 
 
 def test_plot_has_a_legend_a_count_title_and_groups_shown(data, cli, monkeypatch):

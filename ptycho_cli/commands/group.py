@@ -9,7 +9,7 @@ import numpy as np
 
 from ptycho_data.grouped_writer import DEFAULT_CHUNK_MIB, FORMATS, write_grouped
 from ptycho_data.probe_size import describe_probe_diameter, probe_diameter
-from ptycho_data.zarr_output import replaceable, store_bytes
+from ptycho_data.zarr_output import replaceable
 from ptycho_grouping.metrics import grouping_metrics
 
 from ..grouping import (
@@ -20,7 +20,7 @@ from ..grouping import (
     zero_spread_groups,
 )
 from ..cluster import add_dask_options, check_dask_flags, cluster_summary, dask_client
-from ..inputs import CXI_SUFFIXES, DEMO_POINTS, open_input
+from ..inputs import CXI_SUFFIXES, DEMO_POINTS, disk_bytes, open_input
 from ..metrics_text import metric_lines
 from ..options import UsageError, check_output_path, positive_int
 from ..output import note, summary, warning
@@ -177,7 +177,6 @@ def run(args) -> int:
                     nn = write_grouped_distributed(raw, out_path, n_pix, client=client, **common)
             elapsed = time.perf_counter() - start
             cluster_lines = cluster_summary(args, client)
-    covered = len(np.unique(nn))
     flat = zero_spread_groups(raw.xcoords, raw.ycoords, nn)
     if flat:
         warning(args, f"{flat} of {len(nn)} groups have zero spread: all their members sit at "
@@ -190,13 +189,11 @@ def run(args) -> int:
                   f"{np.dtype(raw.diff3d.dtype).name} patterns{stored})")
     summary(args, f"groups      {nn.shape[0]} x {nn.shape[1]} (gridsize {plan.gridsize}, "
                   f"{plan.describe_k()}, strategy {plan.strategy}, seed {args.seed})")
-    summary(args, f"coverage    {covered} distinct scan points ({100 * covered / n_points:.1f}%)")
     for line in metric_lines(measured):
         summary(args, line)
     summary(args, f"time        {elapsed * 1e3:.1f} ms (grouping, gathering and writing)")
     summary(args, f"peak RSS    {_peak_rss_mib():.0f} MiB (whole process)")
     for line in cluster_lines:
         summary(args, line)
-    size = store_bytes(out_path) if out_path.is_dir() else out_path.stat().st_size
-    summary(args, f"wrote       {out_path} ({size / 2**20:.1f} MiB)")
+    summary(args, f"wrote       {out_path} ({disk_bytes(out_path) / 2**20:.1f} MiB)")
     return 0

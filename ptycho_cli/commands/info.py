@@ -9,10 +9,12 @@ import numpy as np
 from ptycho_data.provenance import KEY as PROVENANCE_KEY
 from ptycho_data.provenance import read_record
 from ptycho_grouping import NeighborIndex
+from ptycho_grouping.npz_io import read_npy_header
 
 from ..grouping import DEFAULT_GROUPS
-from ..inputs import CXI_SUFFIXES, check_input_path, open_dataset, stored_members
+from ..inputs import CXI_SUFFIXES, check_input_path, disk_bytes, open_dataset, stored_members
 from ..metrics_text import metric_rows
+from .group import METRICS_KEY
 
 NAME = "info"
 HELP = "describe a dataset: positions, patterns, extent, spacing, metadata"
@@ -27,8 +29,6 @@ DESCRIPTION = ("Describe INPUT without grouping it: scan positions, pattern shap
 GROUPED_MEMBERS = ("nn_indices", "X_full")
 #: The arrays of a grouped output whose shapes ``info`` shows (the others it names).
 MAIN_ARRAYS = ("nn_indices", "diffraction", "X_full", "Y")
-#: The record of the grouping metrics (``ptycho-group group`` writes it beside the provenance).
-METRICS_KEY = "grouping_metrics"
 
 #: Positions whose nearest neighbour is measured for the typical spacing.
 SPACING_SAMPLE = 10_000
@@ -57,11 +57,6 @@ def _array(value, lazy: bool = False) -> str:
     return f"{shape} {np.dtype(value.dtype).name}{where if value.ndim == 3 else ''}"
 
 
-def _metadata(metadata) -> str:
-    """PtychoPINN's ``_metadata`` (read by the data layer without unpickling) as one JSON line."""
-    return "none" if metadata is None else json.dumps(metadata, default=str)
-
-
 def _npz_shapes(path) -> dict:
     """``{member: (shape, dtype)}`` of an NPZ, from the array headers alone (nothing loaded)."""
     shapes = {}
@@ -70,16 +65,9 @@ def _npz_shapes(path) -> dict:
             if not info.filename.endswith(".npy"):
                 continue
             with zf.open(info) as fh:
-                version = np.lib.format.read_magic(fh)
-                shape, _, dtype = _header(fh, version)
+                shape, _, dtype = read_npy_header(fh)
             shapes[info.filename[:-4]] = (shape, dtype)
     return shapes
-
-
-def _header(fh, version):
-    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-            else np.lib.format.read_array_header_2_0)
-    return read(fh)
 
 
 def grouped_arrays(path) -> "dict | None":
@@ -120,7 +108,7 @@ def _grouped_rows(path, arrays: dict) -> list:
     main = [name for name in MAIN_ARRAYS if name in arrays]
     others = sorted(name for name, (shape, _) in arrays.items()
                     if name not in main and len(shape))  # 0-d members are the JSON records
-    rows = [("file", f"{path} (grouped output, {_size_mib(path):.1f} MiB)"),
+    rows = [("file", f"{path} (grouped output, {disk_bytes(path) / 2**20:.1f} MiB)"),
             ("arrays", "; ".join(f"{name} {_shape(*arrays[name])}" for name in main)
              + (f"; also {', '.join(others)}" if others else ""))]
     if prov is None:
@@ -141,17 +129,8 @@ def _grouped_rows(path, arrays: dict) -> list:
     if metrics is None:
         rows.append(("metrics", "none stored"))
     else:
-        rows.append(("coverage", f"{metrics['n_used']} distinct scan points "
-                                 f"({100 * metrics['used_fraction']:.1f}%)"))
         rows.extend(metric_rows(metrics))
     return rows
-
-
-def _size_mib(path) -> float:
-    if path.is_dir():
-        from ptycho_data.zarr_output import store_bytes
-        return store_bytes(path) / 2**20
-    return path.stat().st_size / 2**20
 
 
 def _print(rows) -> None:
@@ -183,7 +162,8 @@ def run(args) -> int:
         ("probe", _array(raw.probeGuess)),
         ("object", _array(raw.objectGuess)),
         ("Y", _array(raw.Y, lazy="Y" in mapped)),
-        ("metadata", _metadata(raw.metadata)),
+        # PtychoPINN's _metadata (read by the data layer without unpickling), one JSON line.
+        ("metadata", "none" if raw.metadata is None else json.dumps(raw.metadata, default=str)),
         ("group it", f"ptycho-group group {path} -o {stem}-groups.npz --gridsize 2 "
                      f"--groups {groups}"),
     ]
