@@ -9,27 +9,24 @@ members among the seed's exact ``K`` nearest neighbours) but chooses them
 greedily to cover the scan:
 
 * The positions are visited in a boustrophedon sweep of strips :data:`STRIP`
-  mean spacings high. Each group covers the first uncovered position ``u``:
-  its seed is ``u`` or one of the :data:`CANDIDATES` points of ``u``'s list
-  nearest to a spot about a group's radius from ``u`` towards ``u``'s
-  uncovered neighbours (so that ``u`` is on the group's rim), whichever
-  brings the most new points with ``u`` among its members; members are
-  ``u``, then the seed's nearest *uncovered* neighbours, then covered ones.
-* So that the work is vectorised, the sweep is cut into tiles of :data:`TILE`
-  consecutive positions and every tile places one group per step, all tiles
-  at once. Two groups of one step that claim the same uncovered position are
-  resolved in favour of the lower tile; the other is retried in the next
-  step. Neighbours are searched only for the first positions and the
-  candidate seeds.
-* The groups are returned most new positions first (ties in sweep order), so
-  a prefix of ``n`` groups covers at least the ``n`` largest counts.
+  mean spacings high. Each group holds the first uncovered position ``u``: it
+  is seeded at one of the :data:`CANDIDATES` positions among the next ``C``
+  nearest to a spot a little way from ``u`` towards the uncovered ones (if
+  its ``K`` nearest hold ``u``) or at ``u``, whichever brings the most new
+  positions; its members are ``u``, then the seed's nearest *uncovered*
+  neighbours, then its nearest covered ones.
+* The sweep is cut into tiles of :data:`TILE` consecutive positions that each
+  place one group per step, all at once (vectorised). A position claimed by
+  two groups of a step goes to the lower tile; the other group is retried.
+  Neighbours are searched only for the candidate seeds (about two a group).
+* The groups come out most new positions first, so a prefix of ``n`` groups
+  covers at least the ``n`` largest counts.
 
 About ``ceil(M / C)`` groups cover a scan (:meth:`CoverScan.min_groups_for_cover`
 says how many exactly). Asked for fewer, the groups that bring the most new
 positions are kept; asked for more, the extra groups are drawn as the default
 strategy draws them. The rng only shifts the sweep's strips (and draws the
-extra groups); ``sequential=True`` uses no
-randomness for the cover.
+extra groups); ``sequential=True`` uses no randomness for the cover.
 """
 from __future__ import annotations
 
@@ -50,15 +47,16 @@ __all__ = ["CoverScan", "TILE", "STRIP", "CANDIDATES", "min_groups_for_cover"]
 
 log = logging.getLogger(__name__)
 
-#: Positions per tile of the sweep, about the steps it takes. Larger tiles
-#: pack a little tighter (fewer tile borders) at more Python-level steps.
+#: Positions per tile of the sweep. Larger tiles pack a little tighter (fewer
+#: tile borders) at more Python-level steps (about TILE / C).
 TILE = 256
 #: Height of the sweep's strips, in mean point spacings.
 STRIP = 3.0
 #: Candidate seeds searched besides the first uncovered point itself.
 CANDIDATES = 2
-# Where a group's seed would be, as a fraction of the first point's (C-1)-th neighbour distance.
-_RIM = 0.7
+# How far the candidate seeds are looked for from the first uncovered position towards the
+# uncovered ones among the next C: this share of the distance to the (C-1)-th nearest of them.
+_RIM = 0.35
 
 
 class CoverScan(GroupingStrategy):
@@ -113,7 +111,8 @@ class CoverScan(GroupingStrategy):
             return index.n_points
         for note in plan.notes if emit else ():
             warn(note)
-        return len(_cover(index, plan.neighbors, request.group_size, None, _sweep_rng(request)))
+        rng = None if request.sequential else request.make_rng()
+        return len(_cover(index, plan.neighbors, request.group_size, None, rng))
 
     def _group(self, index: NeighborIndex, request: GroupingRequest) -> np.ndarray:
         n, c = request.n_groups, request.group_size
@@ -138,10 +137,6 @@ class CoverScan(GroupingStrategy):
 def min_groups_for_cover(coords, request: GroupingRequest) -> int:
     """Groups :class:`CoverScan` needs to use every position (see its method)."""
     return CoverScan().min_groups_for_cover(coords, request)
-
-
-def _sweep_rng(request: GroupingRequest) -> Optional[np.random.Generator]:
-    return None if request.sequential else request.make_rng()
 
 
 def _unit_positions(coords: np.ndarray) -> np.ndarray:
@@ -174,25 +169,24 @@ def _cover(index: NeighborIndex, k: int, c: int, limit: Optional[int],
     live = np.arange(at.size)
     state = _State(index, pos, k, c)
     while True:
-        while live.size:  # each tile's first uncovered position
-            covered = state.covered[queue[at[live]]]
-            if not covered.any():
-                break
-            at[live[covered]] += 1
+        while live.size and state.covered[queue[at[live]]].any():  # to each tile's first
+            at[live[state.covered[queue[at[live]]]]] += 1          # uncovered position
             live = live[at[live] < end[live]]
         if not live.size:
             break
         first = queue[at[live]]
-        seeds, rows = state.best_seeds(first)
+        ahead = queue[np.minimum(at[live][:, None] + np.arange(1, c + 1), m - 1)]
+        seeds, rows = state.best_seeds(first, ahead)
         members = state.members(rows, first)
         groups = np.column_stack([seeds, members])
         new = ~state.covered[groups]
         won = _resolve(groups, new)
         state.add(groups[won], new[won].sum(axis=1))
-    groups = np.concatenate(state.out) if state.out else np.empty((0, c), np.intp)
+    if not state.out:
+        return np.empty((0, c), np.intp)
     # Most new points first: a prefix of n groups covers at least their n largest counts.
-    by = np.argsort(-np.concatenate(state.n_new), kind="stable") if state.out else []
-    return groups[by[:limit]] if limit is not None else groups[by]
+    by = np.argsort(-np.concatenate(state.n_new), kind="stable")[:limit]
+    return np.concatenate(state.out)[by]
 
 
 class _State:
@@ -200,11 +194,10 @@ class _State:
 
     def __init__(self, index: NeighborIndex, pos: np.ndarray, k: int, c: int):
         self.index, self.pos, self.k, self.c = index, pos, k, c
-        m = pos.shape[0]
-        self.covered = np.zeros(m, bool)
-        self.nbrs = np.empty((m, k), np.intp)
-        self.known = np.zeros(m, bool)
-        self.out, self.n_out, self.n_new = [], 0, []
+        self.covered = np.zeros(len(pos), bool)
+        self.known = np.zeros(len(pos), bool)
+        self.nbrs = np.empty((len(pos), k), np.intp)
+        self.out, self.n_new = [], []
 
     def neighbors(self, points: np.ndarray) -> np.ndarray:
         """``(..., K)`` neighbour lists of ``points``, searched once per point."""
@@ -215,24 +208,21 @@ class _State:
             self.known[todo] = True
         return self.nbrs[points]
 
-    def best_seeds(self, first: np.ndarray):
-        """For each uncovered ``first``, the seed (and its list) of the group holding it
-        that brings the most new points, among ``first`` and :data:`CANDIDATES` points
-        of its list nearest to where a group's centre would put ``first`` on its rim."""
-        pos, c = self.pos, self.c
-        own = self.neighbors(first)
-        cand = np.column_stack([first, own])
-        free = ~self.covered[cand]
-        free[:, 0] = False
-        free[~free.any(axis=1), 1:] = True  # none uncovered: towards all
-        at = pos[first]
-        away = (pos[cand] * free[..., None]).sum(axis=1) / free.sum(axis=1)[:, None] - at
+    def best_seeds(self, first: np.ndarray, ahead: np.ndarray):
+        """Seeds (and their lists) of the groups holding each ``first`` (module docstring),
+        the candidates taken from the positions ``ahead`` of it in the sweep."""
+        c = self.c
+        rel = self.pos[ahead] - self.pos[first][:, None]
+        free = ~self.covered[ahead]
+        free[~free.any(axis=1)] = True  # none uncovered: towards all
+        away = (rel * free[..., None]).sum(axis=1) / free.sum(axis=1)[:, None]
         norm = np.sqrt((away ** 2).sum(axis=1))
-        rim = _RIM * np.sqrt(((pos[own[:, c - 2]] - at) ** 2).sum(axis=1))
-        spot = at + away * (rim / np.where(norm > 0, norm, 1))[:, None]
-        near = np.argsort(((pos[cand] - spot[:, None]) ** 2).sum(axis=2), axis=1, kind="stable")
-        tries = np.column_stack([np.take_along_axis(cand, near[:, :CANDIDATES], axis=1), first])
-        seeds, rows = first.copy(), own.copy()
+        # The spot: _RIM times the distance to the (C-1)-th nearest ahead, towards them.
+        rim = _RIM * np.sqrt(np.partition((rel ** 2).sum(axis=2), c - 2, axis=1)[:, c - 2])
+        rel -= (away * (rim / np.where(norm > 0, norm, 1))[:, None])[:, None]
+        near = np.argsort((rel ** 2).sum(axis=2), axis=1, kind="stable")[:, :CANDIDATES]
+        tries = np.column_stack([np.take_along_axis(ahead, near, axis=1), first])
+        seeds, rows = first.copy(), np.empty((first.size, self.k), np.intp)
         score = np.full(first.size, -1)
         for col in range(tries.shape[1]):
             ask = np.flatnonzero(score < c)
@@ -261,21 +251,15 @@ class _State:
 
 
 def _resolve(groups: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """Which candidate groups win: those that own every uncovered point they claim.
-
-    A point claimed by several groups of a step goes to the first (the lowest
-    tile); the first group of every conflict owns all its points, so each
-    step makes progress.
-    """
-    n = len(groups)
+    """Which groups win: those that own every uncovered point they claim. A point
+    claimed by several groups of a step goes to the first (the lowest tile), so the
+    first group of every conflict wins and each step makes progress."""
+    who = np.broadcast_to(np.arange(len(groups))[:, None], groups.shape)[new]
     pts = groups[new]
-    who = np.broadcast_to(np.arange(n)[:, None], groups.shape)[new]
     by = np.lexsort((who, pts))
     pts, who = pts[by], who[by]
-    first = np.ones(pts.size, bool)
-    first[1:] = pts[1:] != pts[:-1]
-    won = np.ones(n, bool)
-    won[who[~first]] = False
+    won = np.ones(len(groups), bool)
+    won[who[1:][pts[1:] == pts[:-1]]] = False
     return won
 
 
