@@ -13,8 +13,9 @@ greedily to cover the scan:
   is seeded at one of the :data:`CANDIDATES` positions among the next ``C``
   nearest to a spot a little way from ``u`` towards the uncovered ones (if
   its ``K`` nearest hold ``u``) or at ``u``, whichever brings the most new
-  positions; its members are ``u``, then the seed's nearest *uncovered*
-  neighbours, then its nearest covered ones.
+  positions; its members are ``u``, then the seed's *uncovered* neighbours
+  earliest in the sweep (fewer holes left behind; its farthest last, so the
+  group stays compact), then its nearest covered ones.
 * The sweep is cut into tiles of :data:`TILE` consecutive positions that each
   place one group per step, all at once (vectorised). A position claimed by
   two groups of a step goes to the lower tile; the other group is retried.
@@ -143,8 +144,7 @@ def _unit_positions(coords: np.ndarray) -> np.ndarray:
     """Positions moved to the origin and scaled by a power of two into ``[0, 1)``
     (exact, so the sweep and its geometry do not depend on the scan's scale)."""
     rel = coords / 2 - coords.min(axis=0) / 2  # halved: no overflow near float64's limit
-    top = float(rel.max())
-    return np.ldexp(rel, -np.frexp(top)[1]) if top > 0 else rel
+    return np.ldexp(rel, -np.frexp(rel.max())[1]) if rel.max() > 0 else rel
 
 
 def _sweep_order(pos: np.ndarray, rng: Optional[np.random.Generator]) -> np.ndarray:
@@ -165,9 +165,9 @@ def _cover(index: NeighborIndex, k: int, c: int, limit: Optional[int],
     pos = _unit_positions(index.coords)
     queue = _sweep_order(pos, rng)
     at = np.arange(0, m, TILE)
-    end = np.minimum(at + TILE, m)
-    live = np.arange(at.size)
+    end, live = np.minimum(at + TILE, m), np.arange(at.size)
     state = _State(index, pos, k, c)
+    state.rank[queue] = np.arange(m)
     while True:
         while live.size and state.covered[queue[at[live]]].any():  # to each tile's first
             at[live[state.covered[queue[at[live]]]]] += 1          # uncovered position
@@ -177,16 +177,13 @@ def _cover(index: NeighborIndex, k: int, c: int, limit: Optional[int],
         first = queue[at[live]]
         ahead = queue[np.minimum(at[live][:, None] + np.arange(1, c + 1), m - 1)]
         seeds, rows = state.best_seeds(first, ahead)
-        members = state.members(rows, first)
-        groups = np.column_stack([seeds, members])
+        groups = np.column_stack([seeds, state.members(rows, first)])
         new = ~state.covered[groups]
         won = _resolve(groups, new)
         state.add(groups[won], new[won].sum(axis=1))
-    if not state.out:
-        return np.empty((0, c), np.intp)
     # Most new points first: a prefix of n groups covers at least their n largest counts.
-    by = np.argsort(-np.concatenate(state.n_new), kind="stable")[:limit]
-    return np.concatenate(state.out)[by]
+    by = np.argsort(-np.concatenate(state.n_new or [[]]), kind="stable")[:limit]
+    return np.concatenate(state.out or [np.empty((0, c), np.intp)])[by]
 
 
 class _State:
@@ -196,7 +193,7 @@ class _State:
         self.index, self.pos, self.k, self.c = index, pos, k, c
         self.covered = np.zeros(len(pos), bool)
         self.known = np.zeros(len(pos), bool)
-        self.nbrs = np.empty((len(pos), k), np.intp)
+        self.nbrs, self.rank = np.empty((len(pos), k), np.intp), np.empty(len(pos), np.intp)
         self.out, self.n_new = [], []
 
     def neighbors(self, points: np.ndarray) -> np.ndarray:
@@ -237,10 +234,12 @@ class _State:
         return seeds, rows
 
     def members(self, rows: np.ndarray, first: np.ndarray) -> np.ndarray:
-        """``C - 1`` of each row: ``first`` (if there), its uncovered points, then covered
-        ones, nearest first."""
-        k = self.k
-        key = np.where(rows == first[:, None], -1, self.covered[rows] * k + np.arange(k))
+        """``C - 1`` of each row: ``first`` (if there), its uncovered points earliest in the
+        sweep (the farthest last), then covered ones nearest first."""
+        m, k = self.rank.size, self.k
+        key = np.where(self.covered[rows], 2 * m + np.arange(k),
+                       self.rank[rows] + m * (np.arange(k) == k - 1))
+        key[rows == first[:, None]] = -1
         pick = np.argsort(key, axis=1, kind="stable")[:, :self.c - 1]
         return np.take_along_axis(rows, pick, axis=1)
 
