@@ -8,26 +8,26 @@ with the default's rules (a seed in column 0, then ``C - 1`` distinct
 members among the seed's exact ``K`` nearest neighbours) but chooses them
 greedily to cover the scan:
 
-* Passes with a decreasing threshold ``t = C, C - 1, ..., 1``. In a pass,
-  an uncovered position ``s`` becomes a seed when ``s`` plus the uncovered
-  points among its ``K`` nearest neighbours number at least ``t``; its members
-  are its nearest *uncovered* neighbours first, then its nearest covered
-  ones. The last pass makes every remaining position a seed, so the scan is
-  covered; the first passes pick groups that bring ``C`` new positions each.
-* The positions are visited in a Z-order (Morton) sweep, which packs groups
-  tightly. So that the work is vectorised, the sweep is cut into tiles of
-  :data:`TILE` consecutive positions and every tile advances one position per
-  step, all tiles at once. Two candidates of one step that claim the same
-  uncovered position are resolved in favour of the lower tile; the other is
-  retried in the next step against what is then covered. Neighbours are
-  searched only for positions still uncovered when visited.
+* The positions are visited in a boustrophedon sweep of strips :data:`STRIP`
+  mean spacings high. Each group holds the first uncovered position ``u``: it
+  is seeded at one of the :data:`CANDIDATES` positions among the next ``C``
+  nearest to a spot a little way from ``u`` towards the uncovered ones (if
+  its ``K`` nearest hold ``u``) or at ``u``, whichever brings the most new
+  positions; its members are ``u``, then the seed's *uncovered* neighbours
+  earliest in the sweep (fewer holes left behind; its farthest last, so the
+  group stays compact), then its nearest covered ones.
+* The sweep is cut into tiles of :data:`TILE` consecutive positions that each
+  place one group per step, all at once (vectorised). A position claimed by
+  two groups of a step goes to the lower tile; the other group is retried.
+  Neighbours are searched only for the candidate seeds (about two a group).
+* The groups come out most new positions first, so a prefix of ``n`` groups
+  covers at least the ``n`` largest counts.
 
 About ``ceil(M / C)`` groups cover a scan (:meth:`CoverScan.min_groups_for_cover`
 says how many exactly). Asked for fewer, the groups that bring the most new
-positions come first and the call stops there; asked for more, the extra
-groups are drawn as the default strategy draws them. The rng only shifts the
-sweep's grid (and draws the extra groups); ``sequential=True`` uses no
-randomness for the cover.
+positions are kept; asked for more, the extra groups are drawn as the default
+strategy draws them. The rng only shifts the sweep's strips (and draws the
+extra groups); ``sequential=True`` uses no randomness for the cover.
 """
 from __future__ import annotations
 
@@ -44,15 +44,20 @@ from .sample_then_group import SampleThenGroup
 from .strategy import GroupingRequest, GroupingStrategy, Resolution, clamp_to_other_points
 from .validation import check_oversampling_request
 
-__all__ = ["CoverScan", "TILE", "min_groups_for_cover"]
+__all__ = ["CoverScan", "TILE", "STRIP", "CANDIDATES", "min_groups_for_cover"]
 
 log = logging.getLogger(__name__)
 
-#: Positions per tile of the sweep: the number of steps per pass. Larger tiles
-#: pack a little tighter (fewer tile borders) at more Python-level steps.
-TILE = 64
-# Bits per axis of the Morton key (two axes fit an int64 comfortably).
-_BITS = 15
+#: Positions per tile of the sweep. Larger tiles pack a little tighter (fewer
+#: tile borders) at more Python-level steps (about TILE / C).
+TILE = 256
+#: Height of the sweep's strips, in mean point spacings.
+STRIP = 3.0
+#: Candidate seeds searched besides the first uncovered point itself.
+CANDIDATES = 2
+# How far the candidate seeds are looked for from the first uncovered position towards the
+# uncovered ones among the next C: this share of the distance to the (C-1)-th nearest of them.
+_RIM = 0.35
 
 
 class CoverScan(GroupingStrategy):
@@ -107,7 +112,8 @@ class CoverScan(GroupingStrategy):
             return index.n_points
         for note in plan.notes if emit else ():
             warn(note)
-        return len(_cover(index, plan.neighbors, request.group_size, None, _sweep_rng(request)))
+        rng = None if request.sequential else request.make_rng()
+        return len(_cover(index, plan.neighbors, request.group_size, None, rng))
 
     def _group(self, index: NeighborIndex, request: GroupingRequest) -> np.ndarray:
         n, c = request.n_groups, request.group_size
@@ -134,74 +140,61 @@ def min_groups_for_cover(coords, request: GroupingRequest) -> int:
     return CoverScan().min_groups_for_cover(coords, request)
 
 
-def _sweep_rng(request: GroupingRequest) -> Optional[np.random.Generator]:
-    return None if request.sequential else request.make_rng()
+def _unit_positions(coords: np.ndarray) -> np.ndarray:
+    """Positions moved to the origin and scaled by a power of two into ``[0, 1)``
+    (exact, so the sweep and its geometry do not depend on the scan's scale)."""
+    rel = coords / 2 - coords.min(axis=0) / 2  # halved: no overflow near float64's limit
+    return np.ldexp(rel, -np.frexp(rel.max())[1]) if rel.max() > 0 else rel
 
 
-def _morton_order(pos: np.ndarray, rng: Optional[np.random.Generator]) -> np.ndarray:
-    """Point indices in Z-order of a grid shifted by a random offset (none without rng)."""
-    # Halved first so that the extent of coordinates near float64's limit cannot overflow.
-    rel = pos / 2 - pos.min(axis=0) / 2
-    span = float(rel.max())
-    half = 1 << (_BITS - 1)
-    scale = (half - 1) / span if span > 0 else 0.0
-    shift = rng.uniform(0, half, 2) if rng is not None else np.zeros(2)
-    q = (rel * scale + shift).astype(np.int64)
-    key = _spread_bits(q[:, 0]) | (_spread_bits(q[:, 1]) << 1)
-    return np.argsort(key, kind="stable")
-
-
-def _spread_bits(v: np.ndarray) -> np.ndarray:
-    """Insert a zero bit after each of the low 16 bits (Morton interleave)."""
-    v = v & 0xFFFF
-    v = (v | (v << 8)) & 0x00FF00FF
-    v = (v | (v << 4)) & 0x0F0F0F0F
-    v = (v | (v << 2)) & 0x33333333
-    return (v | (v << 1)) & 0x55555555
+def _sweep_order(pos: np.ndarray, rng: Optional[np.random.Generator]) -> np.ndarray:
+    """Point indices in a boustrophedon sweep of strips :data:`STRIP` mean spacings high."""
+    m = pos.shape[0]
+    span = pos.max(axis=0)
+    step = max(np.sqrt(span[0] * span[1] / m), span.max() / m)
+    shift = rng.uniform(0, 1) if rng is not None else 0.0
+    row = np.floor(pos[:, 1] / (STRIP * step) + shift) if step > 0 else np.zeros(m)
+    return np.argsort(2 * row + np.where(row % 2 == 1, 1 - pos[:, 0], pos[:, 0]), kind="stable")
 
 
 def _cover(index: NeighborIndex, k: int, c: int, limit: Optional[int],
            rng: Optional[np.random.Generator]) -> np.ndarray:
-    """The greedy cover (module docstring), stopped after ``limit`` groups if given."""
+    """The greedy cover (module docstring): all of it, or its ``limit`` groups that bring
+    the most new points."""
     m = index.n_points
-    order = _morton_order(index.coords, rng)
-    tile = np.empty(m, np.intp)
-    tile[order] = np.arange(m) // TILE
-    state = _State(index, k, c, m)
-    for threshold in range(c, 0, -1):
-        queue = order[~state.covered[order]]
-        if queue.size == 0:
+    pos = _unit_positions(index.coords)
+    queue = _sweep_order(pos, rng)
+    at = np.arange(0, m, TILE)
+    end, live = np.minimum(at + TILE, m), np.arange(at.size)
+    state = _State(index, pos, k, c)
+    state.rank[queue] = np.arange(m)
+    while True:
+        while live.size and state.covered[queue[at[live]]].any():  # to each tile's first
+            at[live[state.covered[queue[at[live]]]]] += 1          # uncovered position
+            live = live[at[live] < end[live]]
+        if not live.size:
             break
-        tiles, starts, counts = np.unique(tile[queue], return_index=True, return_counts=True)
-        ptr = np.zeros(tiles.size, np.intp)
-        live = np.arange(tiles.size)
-        while live.size:
-            seeds = queue[starts[live] + ptr[live]]
-            free = ~state.covered[seeds]
-            ptr[live[~free]] += 1
-            live_f, seeds = live[free], seeds[free]
-            ok, seeds, members, new = state.seeded(seeds, threshold)
-            ptr[live_f[~ok]] += 1
-            live_f = live_f[ok]
-            won = _resolve(seeds, members, new)
-            groups = np.column_stack([seeds[won], members[won]])
-            ptr[live_f[won]] += 1
-            if limit is not None and state.n_out + len(groups) >= limit:
-                return state.finish(groups, limit, rng)
-            state.add(groups)
-            live = live[ptr[live] < counts[live]]
-    return state.finish(None, None, rng)
+        first = queue[at[live]]
+        ahead = queue[np.minimum(at[live][:, None] + np.arange(1, c + 1), m - 1)]
+        seeds, rows = state.best_seeds(first, ahead)
+        groups = np.column_stack([seeds, state.members(rows, first)])
+        new = ~state.covered[groups]
+        won = _resolve(groups, new)
+        state.add(groups[won], new[won].sum(axis=1))
+    # Most new points first: a prefix of n groups covers at least their n largest counts.
+    by = np.argsort(-np.concatenate(state.n_new or [[]]), kind="stable")[:limit]
+    return np.concatenate(state.out or [np.empty((0, c), np.intp)])[by]
 
 
 class _State:
     """Coverage so far, the neighbour lists searched so far and the groups chosen."""
 
-    def __init__(self, index: NeighborIndex, k: int, c: int, m: int):
-        self.index, self.k, self.c = index, k, c
-        self.covered = np.zeros(m, bool)
-        self.nbrs = np.empty((m, k), np.intp)
-        self.known = np.zeros(m, bool)
-        self.out, self.n_out = [], 0
+    def __init__(self, index: NeighborIndex, pos: np.ndarray, k: int, c: int):
+        self.index, self.pos, self.k, self.c = index, pos, k, c
+        self.covered = np.zeros(len(pos), bool)
+        self.known = np.zeros(len(pos), bool)
+        self.nbrs, self.rank = np.empty((len(pos), k), np.intp), np.empty(len(pos), np.intp)
+        self.out, self.n_new = [], []
 
     def neighbors(self, points: np.ndarray) -> np.ndarray:
         """``(..., K)`` neighbour lists of ``points``, searched once per point."""
@@ -212,54 +205,60 @@ class _State:
             self.known[todo] = True
         return self.nbrs[points]
 
-    def _members(self, rows: np.ndarray):
-        """``C - 1`` of each row: its uncovered points, then covered ones, nearest first."""
-        k = self.k
-        taken = self.covered[rows]
-        key = taken * k + np.arange(k)
-        pick = np.argsort(key, axis=1)[:, :self.c - 1]
-        return (np.take_along_axis(rows, pick, axis=1),
-                ~np.take_along_axis(taken, pick, axis=1))
+    def best_seeds(self, first: np.ndarray, ahead: np.ndarray):
+        """Seeds (and their lists) of the groups holding each ``first`` (module docstring),
+        the candidates taken from the positions ``ahead`` of it in the sweep."""
+        c = self.c
+        rel = self.pos[ahead] - self.pos[first][:, None]
+        free = ~self.covered[ahead]
+        free[~free.any(axis=1)] = True  # none uncovered: towards all
+        away = (rel * free[..., None]).sum(axis=1) / free.sum(axis=1)[:, None]
+        norm = np.sqrt((away ** 2).sum(axis=1))
+        # The spot: _RIM times the distance to the (C-1)-th nearest ahead, towards them.
+        rim = _RIM * np.sqrt(np.partition((rel ** 2).sum(axis=2), c - 2, axis=1)[:, c - 2])
+        rel -= (away * (rim / np.where(norm > 0, norm, 1))[:, None])[:, None]
+        near = np.argsort((rel ** 2).sum(axis=2), axis=1, kind="stable")[:, :CANDIDATES]
+        tries = np.column_stack([np.take_along_axis(ahead, near, axis=1), first])
+        seeds, rows = first.copy(), np.empty((first.size, self.k), np.intp)
+        score = np.full(first.size, -1)
+        for col in range(tries.shape[1]):
+            ask = np.flatnonzero(score < c)
+            p = tries[ask, col]
+            r = self.neighbors(p)
+            holds = (p == first[ask]) | (r == first[ask, None]).any(axis=1)
+            s = ~self.covered[p] + np.minimum(c - 1, (~self.covered[r]).sum(axis=1))
+            s[~holds] = -1
+            up = s > score[ask]
+            ask = ask[up]
+            score[ask], seeds[ask], rows[ask] = s[up], p[up], r[up]
+        return seeds, rows
 
-    def seeded(self, seeds: np.ndarray, threshold: int):
-        """Groups seeded at uncovered ``seeds`` bringing at least ``threshold`` new points."""
-        rows = self.neighbors(seeds)
-        free = self.k - self.covered[rows].sum(axis=1)
-        ok = 1 + np.minimum(self.c - 1, free) >= threshold
-        members, new = self._members(rows[ok])
-        return ok, seeds[ok], members, new
+    def members(self, rows: np.ndarray, first: np.ndarray) -> np.ndarray:
+        """``C - 1`` of each row: ``first`` (if there), its uncovered points earliest in the
+        sweep (the farthest last), then covered ones nearest first."""
+        m, k = self.rank.size, self.k
+        key = np.where(self.covered[rows], 2 * m + np.arange(k),
+                       self.rank[rows] + m * (np.arange(k) == k - 1))
+        key[rows == first[:, None]] = -1
+        pick = np.argsort(key, axis=1, kind="stable")[:, :self.c - 1]
+        return np.take_along_axis(rows, pick, axis=1)
 
-    def add(self, groups: np.ndarray) -> None:
+    def add(self, groups: np.ndarray, n_new: np.ndarray) -> None:
         self.covered[groups] = True
         self.out.append(groups)
-        self.n_out += len(groups)
-
-    def finish(self, last, limit, rng) -> np.ndarray:
-        if last is not None:
-            keep = limit - self.n_out
-            if rng is not None and keep < len(last):
-                last = last[np.sort(rng.choice(len(last), keep, replace=False))]
-            self.out.append(last[:keep])
-        return np.concatenate(self.out) if self.out else np.empty((0, self.c), np.intp)
+        self.n_new.append(n_new)
 
 
-def _resolve(seeds: np.ndarray, members: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """Which candidates win: those that own every uncovered point they claim.
-
-    A point claimed by several candidates of a step goes to the first (the
-    lowest tile); the first candidate of every conflict owns all its points,
-    so each step makes progress.
-    """
-    n = seeds.size
-    cand = np.arange(n)
-    pts = np.concatenate([seeds, members[new]])
-    who = np.concatenate([cand, np.broadcast_to(cand[:, None], members.shape)[new]])
+def _resolve(groups: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """Which groups win: those that own every uncovered point they claim. A point
+    claimed by several groups of a step goes to the first (the lowest tile), so the
+    first group of every conflict wins and each step makes progress."""
+    who = np.broadcast_to(np.arange(len(groups))[:, None], groups.shape)[new]
+    pts = groups[new]
     by = np.lexsort((who, pts))
     pts, who = pts[by], who[by]
-    first = np.ones(pts.size, bool)
-    first[1:] = pts[1:] != pts[:-1]
-    won = np.ones(n, bool)
-    won[who[~first]] = False
+    won = np.ones(len(groups), bool)
+    won[who[1:][pts[1:] == pts[:-1]]] = False
     return won
 
 
