@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import weakref
 from typing import Optional
 
 import numpy as np
@@ -113,7 +114,7 @@ class CoverScan(GroupingStrategy):
         for note in plan.notes if emit else ():
             warn(note)
         rng = None if request.sequential else request.make_rng()
-        return len(_cover(index, plan.neighbors, request.group_size, None, rng))
+        return len(_cover(index, plan.neighbors, request.group_size, None, _shift(rng)))
 
     def _group(self, index: NeighborIndex, request: GroupingRequest) -> np.ndarray:
         n, c = request.n_groups, request.group_size
@@ -121,7 +122,7 @@ class CoverScan(GroupingStrategy):
             return SampleThenGroup().group(index, request)
         rng = request.make_rng()
         plan = self._resolve_checked(request, index.n_points)  # group() emitted its notes
-        groups = _cover(index, plan.neighbors, c, n, None if request.sequential else rng)
+        groups = _cover(index, plan.neighbors, c, n, 0.0 if request.sequential else _shift(rng))
         if len(groups) < n:
             log.debug("%d groups cover the scan; %d more drawn as the default does",
                       len(groups), n - len(groups))
@@ -147,23 +148,40 @@ def _unit_positions(coords: np.ndarray) -> np.ndarray:
     return np.ldexp(rel, -np.frexp(rel.max())[1]) if rel.max() > 0 else rel
 
 
-def _sweep_order(pos: np.ndarray, rng: Optional[np.random.Generator]) -> np.ndarray:
+def _shift(rng: Optional[np.random.Generator]) -> float:
+    """Where the sweep's strips start (a fraction of a strip): the cover's one random draw."""
+    return rng.uniform(0, 1) if rng is not None else 0.0
+
+
+def _sweep_order(pos: np.ndarray, shift: float) -> np.ndarray:
     """Point indices in a boustrophedon sweep of strips :data:`STRIP` mean spacings high."""
     m = pos.shape[0]
     span = pos.max(axis=0)
     step = max(np.sqrt(span[0] * span[1] / m), span.max() / m)
-    shift = rng.uniform(0, 1) if rng is not None else 0.0
     row = np.floor(pos[:, 1] / (STRIP * step) + shift) if step > 0 else np.zeros(m)
     return np.argsort(2 * row + np.where(row % 2 == 1, 1 - pos[:, 0], pos[:, 0]), kind="stable")
 
 
-def _cover(index: NeighborIndex, k: int, c: int, limit: Optional[int],
-           rng: Optional[np.random.Generator]) -> np.ndarray:
+def _cover(index: NeighborIndex, k: int, c: int, limit: Optional[int], shift) -> np.ndarray:
     """The greedy cover (module docstring): all of it, or its ``limit`` groups that bring
     the most new points."""
+    # The command asks for the cover's size (suggested_groups) and then for the cover:
+    # the last cover of each index is kept, so that the second ask costs nothing.
+    key = (k, c, shift)
+    kept = _LAST_COVER.get(index)
+    if kept is None or kept[0] != key:
+        kept = _LAST_COVER[index] = (key, _full_cover(index, k, c, shift))
+    return kept[1][:limit].copy()
+
+
+#: Per neighbour index (dropped with it), its last cover: ``((K, C, shift), groups)``.
+_LAST_COVER: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _full_cover(index: NeighborIndex, k: int, c: int, shift: float) -> np.ndarray:
     m = index.n_points
     pos = _unit_positions(index.coords)
-    queue = _sweep_order(pos, rng)
+    queue = _sweep_order(pos, shift)
     at = np.arange(0, m, TILE)
     end, live = np.minimum(at + TILE, m), np.arange(at.size)
     state = _State(index, pos, k, c)
@@ -182,8 +200,10 @@ def _cover(index: NeighborIndex, k: int, c: int, limit: Optional[int],
         won = _resolve(groups, new)
         state.add(groups[won], new[won].sum(axis=1))
     # Most new points first: a prefix of n groups covers at least their n largest counts.
-    by = np.argsort(-np.concatenate(state.n_new or [[]]), kind="stable")[:limit]
-    return np.concatenate(state.out or [np.empty((0, c), np.intp)])[by]
+    by = np.argsort(-np.concatenate(state.n_new or [[]]), kind="stable")
+    groups = np.concatenate(state.out or [np.empty((0, c), np.intp)])[by]
+    groups.flags.writeable = False  # kept in _LAST_COVER; callers get copies
+    return groups
 
 
 class _State:

@@ -1,4 +1,5 @@
 """The covering strategy: every position used, the default's group contract, few groups."""
+import dataclasses
 import math
 
 import numpy as np
@@ -170,3 +171,27 @@ def test_clamped_k_is_one_parameter_warning_in_the_callers_names():
     with warning_names(Names({"neighbors": "K"})), pytest.warns(ParameterWarning) as record:
         min_groups_for_cover(coords, req)
     assert [str(w.message) for w in record] == ["K=9 exceeds the 5 other scan points; using 5"]
+
+
+def test_count_then_groups_computes_the_cover_once(monkeypatch):
+    """The command asks for the cover's size, then for the cover, on one index: the second
+    ask reuses the first cover, and gives what a fresh index gives."""
+    from ptycho_grouping import cover
+
+    coords = make_coords("uniform", 2000, 5)
+    calls = []
+    full = cover._full_cover
+    monkeypatch.setattr(cover, "_full_cover", lambda *a: calls.append(a[1:]) or full(*a))
+    index = NeighborIndex(coords)
+    req = GroupingRequest(n_groups=1, group_size=9, neighbors=9, rng=3)
+    need = CoverScan().suggested_groups(index, req)
+    req = GroupingRequest(n_groups=need, group_size=9, neighbors=9, rng=3)
+    groups = get_strategy("cover_scan").group(index, req)
+    assert len(calls) == 1
+    groups[:] = 0  # the caller's copy: the kept cover is not changed through it
+    again = get_strategy("cover_scan").group(index, req)
+    fresh = get_strategy("cover_scan").group(NeighborIndex(coords), req)
+    assert len(calls) == 2  # the fresh index only
+    assert np.array_equal(again, fresh) and np.unique(fresh).size == 2000
+    other_seed = get_strategy("cover_scan").group(index, dataclasses.replace(req, rng=4))
+    assert len(calls) == 3 and not np.array_equal(other_seed, fresh)
