@@ -14,7 +14,9 @@ with the ``real_process`` marker.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
+import json
 import os
 import sys
 import traceback
@@ -177,3 +179,27 @@ def demo_dir(tmp_path_factory):
         return d
 
     return make
+
+
+# -- one tiny `bench` run, shared -----------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def tiny_bench(tmp_path_factory):
+    """``ptycho-group bench`` at toy sizes, with ``--io``: ``(JSON report, stdout, files left)``.
+
+    Run once for the tests of the command (tests/test_cli.py) and of its I/O rows
+    (tests/test_bench_io.py): each run is some 30 child processes. One timed run per
+    I/O row (``run_io_bench(repeat=1)``; the command has no flag for it): how many
+    runs the fastest is picked from is a figure, not a behaviour.
+    """
+    from ptycho_cli import bench_io
+    from ptycho_cli.commands import bench as bench_command
+
+    d = tmp_path_factory.mktemp("tiny-bench")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bench_command, "run_io_bench",
+                   functools.partial(bench_io.run_io_bench, repeat=1))
+        out = run_cli("bench", "--sizes", 1500, "--repeat", 1, "--e2e-N", 8, "--json", "b.json",
+                      "--io", "--io-points", 2000, "--io-groups", 300, "--io-dir", ".", "-q",
+                      cwd=d)
+    return json.loads((d / "b.json").read_text()), out.stdout, sorted(p.name for p in d.iterdir())
