@@ -14,15 +14,25 @@ with the ``real_process`` marker.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
+import json
 import os
 import sys
 import traceback
 import warnings
 from typing import NamedTuple, Optional
 
-import pytest
-from hypothesis import HealthCheck, settings
+# One BLAS thread, here and in every child process. OpenBLAS splits each long dot
+# product (frame_energies: one per pattern of 128x128 or more) between threads
+# that spin waiting for each other: on two cores shared with a Dask worker or
+# another test run, a grouping that takes 1 s took 20 to 50 s of CPU. Set before
+# NumPy is loaded (pyproject's addopts keep zarr's pytest plugin from loading it
+# first); a value already in the environment is kept.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
     "default", deadline=None, max_examples=40,
@@ -177,3 +187,27 @@ def demo_dir(tmp_path_factory):
         return d
 
     return make
+
+
+# -- one tiny `bench` run, shared -----------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def tiny_bench(tmp_path_factory):
+    """``ptycho-group bench`` at toy sizes, with ``--io``: ``(JSON report, stdout, files left)``.
+
+    Run once for the tests of the command (tests/test_cli.py) and of its I/O rows
+    (tests/test_bench_io.py): each run is some 30 child processes. One timed run per
+    I/O row (``run_io_bench(repeat=1)``; the command has no flag for it): how many
+    runs the fastest is picked from is a figure, not a behaviour.
+    """
+    from ptycho_cli import bench_io
+    from ptycho_cli.commands import bench as bench_command
+
+    d = tmp_path_factory.mktemp("tiny-bench")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bench_command, "run_io_bench",
+                   functools.partial(bench_io.run_io_bench, repeat=1))
+        out = run_cli("bench", "--sizes", 1500, "--repeat", 1, "--e2e-N", 8, "--json", "b.json",
+                      "--io", "--io-points", 2000, "--io-groups", 300, "--io-dir", ".", "-q",
+                      cwd=d)
+    return json.loads((d / "b.json").read_text()), out.stdout, sorted(p.name for p in d.iterdir())

@@ -85,10 +85,8 @@ def test_strategies_lists_both_builtins(tmp_path, cli):
     assert "built-in" in rows["sample_then_group"] and "deprecated" not in rows["sample_then_group"]
 
 
-def test_tiny_bench_reports_every_strategy(tmp_path, cli):
-    out = cli("bench", "--sizes", 1500, "--repeat", 1, "--e2e-N", 8, "--json", "b.json",
-              "--io", "--io-points", 2000, "--io-groups", 300, "--io-dir", ".", "-q", cwd=tmp_path)
-    report = json.loads((tmp_path / "b.json").read_text())
+def test_tiny_bench_reports_every_strategy(tiny_bench):
+    report, stdout, left = tiny_bench  # bench --sizes 1500 --e2e-N 8 --io ... (conftest.py)
     modes = {(r["strategy"], r["mode"], r["gridsize"]) for r in report["rows"]}
     for g in (1, 2):
         assert ("sample_then_group", "one-shot", g) in modes
@@ -101,7 +99,7 @@ def test_tiny_bench_reports_every_strategy(tmp_path, cli):
                  and r["gridsize"] == 2 and r["mode"].startswith("first"))
     assert row["speedup_vs_legacy_first"] == pytest.approx(first["time_s"] / row["time_s"])
     assert report["coverage"][0]["cv_default"] >= 0 and report["end_to_end"][0]["N"] == 8
-    assert "vs legacy 1st" in out.stdout
+    assert "vs legacy 1st" in stdout
     # Coincident positions (the figure tests/test_neighbors.py no longer times).
     engine = report["engine"][0]
     assert engine["coincident_s"] > 0 and engine["coincident_oversampling_s"] > 0
@@ -110,12 +108,12 @@ def test_tiny_bench_reports_every_strategy(tmp_path, cli):
     assert engine["coincident_oversampling_over_spread"] == pytest.approx(
         engine["coincident_oversampling_s"] / engine["oversampling_s"])
     assert (f"M=1500, all positions coincident: 512 groups {engine['coincident_s'] * 1e3:.2f} ms"
-            in out.stdout)
+            in stdout)
     io = {r["row"]: r for r in report["io"]["rows"]}
     assert set(io) == {"warm", "cold", "warm + Y"} and report["io"]["groups"] == 300
-    assert "grouped output vs plain copy: 300 groups of 4 from 2000 patterns" in out.stdout
+    assert "grouped output vs plain copy: 300 groups of 4 from 2000 patterns" in stdout
     # no caches, stores or copies left behind
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json"]
+    assert left == ["b.json"]
 
 
 def test_plot_writes_a_non_blank_png(demo, cli):
