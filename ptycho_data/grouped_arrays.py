@@ -61,9 +61,11 @@ def frame_energies(frames: np.ndarray) -> np.ndarray:
     """``sum(frame**2)`` of every frame of an ``(n, N, N)`` array, ``(n,)`` float64.
 
     Summed in float64, block by block: each block is cast into a small
-    reused float64 buffer and reduced with a batched matrix product (BLAS
-    dot products), about 3x faster than ``einsum(..., dtype=float64)`` at
-    the same precision, with no full-size float64 temporary.
+    reused float64 buffer (no full-size float64 temporary) and reduced by
+    ``einsum``, whose loops are NumPy's own. Not BLAS: its threaded dot
+    products sum in an order that depends on the thread count, so the same
+    file gave other energies (and, rarely, another ``X_full`` bit) on a
+    machine with more cores, or in a Dask worker, which runs one thread.
     """
     n = frames.shape[0]
     flat = frames.reshape(n, -1)
@@ -75,8 +77,7 @@ def frame_energies(frames: np.ndarray) -> np.ndarray:
         for start in range(0, n, step):
             block = buf[:min(step, n - start)]
             block[...] = flat[start:start + step]
-            out[start:start + len(block)] = np.matmul(block[:, None, :],
-                                                      block[:, :, None])[:, 0, 0]
+            out[start:start + len(block)] = np.einsum("ij,ij->i", block, block)
     return out
 
 

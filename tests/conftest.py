@@ -23,16 +23,8 @@ import traceback
 import warnings
 from typing import NamedTuple, Optional
 
-# One BLAS thread, here and in every child process. OpenBLAS splits each long dot
-# product (frame_energies: one per pattern of 128x128 or more) between threads
-# that spin waiting for each other: on two cores shared with a Dask worker or
-# another test run, a grouping that takes 1 s took 20 to 50 s of CPU. Set before
-# NumPy is loaded (pyproject's addopts keep zarr's pytest plugin from loading it
-# first); a value already in the environment is kept.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-import pytest  # noqa: E402
-from hypothesis import HealthCheck, settings  # noqa: E402
+import pytest
+from hypothesis import HealthCheck, settings
 
 settings.register_profile(
     "default", deadline=None, max_examples=40,
