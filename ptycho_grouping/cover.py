@@ -13,13 +13,19 @@ greedily to cover the scan:
   is seeded at one of the :data:`CANDIDATES` positions among the next ``C``
   nearest to a spot a little way from ``u`` towards the uncovered ones (if
   its ``K`` nearest hold ``u``) or at ``u``, whichever brings the most new
-  positions; its members are ``u``, then the seed's *uncovered* neighbours
+  positions, ties going to the group that leaves fewest of the next ``C - 4``
+  positions of the sweep uncovered (a look-ahead: those become holes that later
+  groups fill with fewer new points; a candidate is not searched once one brings
+  ``C`` and leaves none); its members are ``u``, then the seed's *uncovered* neighbours
   earliest in the sweep (fewer holes left behind; its farthest last, so the
   group stays compact), then its nearest covered ones.
 * The sweep is cut into tiles of :data:`TILE` consecutive positions that each
   place one group per step, all at once (vectorised). A position claimed by
   two groups of a step goes to the lower tile; the other group is retried.
   Neighbours are searched only for the candidate seeds (about two a group).
+* Afterwards, pairs of groups that alone cover few positions (at most
+  :data:`_SMALL` x ``C`` each) are merged into one group, seeded at a point whose
+  neighbour list, already searched, holds every position only the pair covers.
 * The groups come out most new positions first, so a prefix of ``n`` groups
   covers at least the ``n`` largest counts.
 
@@ -59,6 +65,11 @@ CANDIDATES = 2
 # How far the candidate seeds are looked for from the first uncovered position towards the
 # uncovered ones among the next C: this share of the distance to the (C-1)-th nearest of them.
 _RIM = 0.35
+# Look-ahead window: the next C - _LOOK_BACK positions of the sweep (none at gridsize 2,
+# where it gained under 1% for 9% more searches).
+_LOOK_BACK = 4
+# Groups merged in pairs afterwards: those alone covering at most this share of C points.
+_SMALL = 0.7
 
 
 class CoverScan(GroupingStrategy):
@@ -194,14 +205,16 @@ def _full_cover(index: NeighborIndex, k: int, c: int, shift: float) -> np.ndarra
             break
         first = queue[at[live]]
         ahead = queue[np.minimum(at[live][:, None] + np.arange(1, c + 1), m - 1)]
-        seeds, rows = state.best_seeds(first, ahead)
-        groups = np.column_stack([seeds, state.members(rows, first)])
+        groups = state.best_groups(first, ahead)
         new = ~state.covered[groups]
         won = _resolve(groups, new)
         state.add(groups[won], new[won].sum(axis=1))
+    groups = np.concatenate(state.out or [np.empty((0, c), np.intp)])
+    n_new = np.concatenate(state.n_new or [np.empty(0, np.intp)])
+    if len(groups):
+        n_new[_merge_small(state, groups, n_new)] = -1  # merged away
     # Most new points first: a prefix of n groups covers at least their n largest counts.
-    by = np.argsort(-np.concatenate(state.n_new or [[]]), kind="stable")
-    groups = np.concatenate(state.out or [np.empty((0, c), np.intp)])[by]
+    groups = groups[np.argsort(-n_new, kind="stable")[:np.count_nonzero(n_new >= 0)]]
     groups.flags.writeable = False  # kept in _LAST_COVER; callers get copies
     return groups
 
@@ -225,9 +238,9 @@ class _State:
             self.known[todo] = True
         return self.nbrs[points]
 
-    def best_seeds(self, first: np.ndarray, ahead: np.ndarray):
-        """Seeds (and their lists) of the groups holding each ``first`` (module docstring),
-        the candidates taken from the positions ``ahead`` of it in the sweep."""
+    def best_groups(self, first: np.ndarray, ahead: np.ndarray) -> np.ndarray:
+        """The groups holding each ``first`` (module docstring), the candidate seeds taken
+        from the positions ``ahead`` of it in the sweep."""
         c = self.c
         rel = self.pos[ahead] - self.pos[first][:, None]
         free = ~self.covered[ahead]
@@ -239,19 +252,28 @@ class _State:
         rel -= (away * (rim / np.where(norm > 0, norm, 1))[:, None])[:, None]
         near = np.argsort((rel ** 2).sum(axis=2), axis=1, kind="stable")[:, :CANDIDATES]
         tries = np.column_stack([np.take_along_axis(ahead, near, axis=1), first])
+        # Look-ahead: the next positions of the sweep a group leaves uncovered become holes
+        # that later groups fill with fewer new points; they break ties in the new count.
+        behind = ahead[:, :max(0, c - _LOOK_BACK)]
         seeds, rows = first.copy(), np.empty((first.size, self.k), np.intp)
-        score = np.full(first.size, -1)
+        score, done = np.full(first.size, -1), np.zeros(first.size, bool)
         for col in range(tries.shape[1]):
-            ask = np.flatnonzero(score < c)
+            ask = np.flatnonzero(~done)
             p = tries[ask, col]
             r = self.neighbors(p)
             holds = (p == first[ask]) | (r == first[ask, None]).any(axis=1)
-            s = ~self.covered[p] + np.minimum(c - 1, (~self.covered[r]).sum(axis=1))
-            s[~holds] = -1
+            new = ~self.covered[p] + np.minimum(c - 1, (~self.covered[r]).sum(axis=1))
+            left = np.zeros_like(new)
+            if behind.shape[1]:
+                g = np.column_stack([p, self.members(r, first[ask])])
+                left = (~self.covered[behind[ask]]
+                        & ~(behind[ask][:, :, None] == g[:, None, :]).any(axis=2)).sum(axis=1)
+            s = np.where(holds, new * (behind.shape[1] + 1) - left, -1)
             up = s > score[ask]
             ask = ask[up]
             score[ask], seeds[ask], rows[ask] = s[up], p[up], r[up]
-        return seeds, rows
+            done[ask] = (new[up] == c) & (left[up] == 0)  # nothing better to find
+        return np.column_stack([seeds, self.members(rows, first)])
 
     def members(self, rows: np.ndarray, first: np.ndarray) -> np.ndarray:
         """``C - 1`` of each row: ``first`` (if there), its uncovered points earliest in the
@@ -267,6 +289,54 @@ class _State:
         self.covered[groups] = True
         self.out.append(groups)
         self.n_new.append(n_new)
+
+
+def _merge_small(state: "_State", groups: np.ndarray, n_new: np.ndarray) -> np.ndarray:
+    """Merge pairs of groups that alone cover few points (at most :data:`_SMALL` x C each):
+    one of them becomes a group seeded where an already searched neighbour list holds
+    the points only the pair covers, the other goes. Returns the indices that go."""
+    m, c = state.rank.size, state.c
+    cnt = np.bincount(groups.ravel(), minlength=m)
+    priv = cnt[groups] == 1
+    npriv = priv.sum(axis=1)
+    small = np.flatnonzero((npriv > 0) & (npriv <= c * _SMALL))
+    own = np.full(m, -1)
+    own[groups[small][priv[small]]] = np.repeat(small, npriv[small])
+    # Candidate seeds: searched points in or next to the small groups, two of them in the hood.
+    near = np.zeros(m, bool)
+    near[groups[small]] = True
+    near[state.nbrs[groups[small, 0]]] = True
+    cand = np.flatnonzero(near & state.known)
+    o = np.column_stack([own[cand], own[state.nbrs[cand]]])  # owners in the seed's hood
+    two = (o >= 0).sum(axis=1) >= 2
+    cand, o = cand[two], np.sort(o[two], axis=1)
+    # Each group's count in each hood (runs of the sorted rows); it fits if all its points are.
+    run = np.ones(o.shape, bool)
+    run[:, 1:] = o[:, 1:] != o[:, :-1]
+    at = np.flatnonzero(run)
+    row, who = at // o.shape[1], o.ravel()[at]
+    fit = (who >= 0) & (np.diff(np.append(at, o.size)) == npriv[who])
+    row, who = row[fit], who[fit]
+    at = np.flatnonzero(row[1:] == row[:-1]) + 1  # two groups fitting one hood
+    i, j, seed = who[at - 1], who[at], cand[row[at]]
+    # The points covered by no other group must all fit the new group (the seed and C - 1).
+    pts = np.concatenate([groups[i], groups[j]], axis=1)
+    in_i = (pts[:, :, None] == groups[i][:, None, :]).any(axis=2)
+    in_j = (pts[:, :, None] == groups[j][:, None, :]).any(axis=2)
+    once = np.ones_like(in_i)
+    once[:, c:] = ~in_i[:, c:]  # a point of both counted once
+    orphan = (cnt[pts] == in_i.astype(int) + in_j) & once
+    nb = state.nbrs[seed]
+    inside = (pts[:, :, None] == nb[:, None, :]).any(axis=2) | (pts == seed[:, None])
+    ok = ~(orphan & ~inside).any(axis=1) & ((orphan & (pts != seed[:, None])).sum(axis=1) < c)
+    won = np.flatnonzero(ok)[_resolve(pts[ok], once[ok])]  # pairs sharing no point
+    i, j, seed, pts, orphan, nb = (x[won] for x in (i, j, seed, pts, orphan, nb))
+    take = (nb[:, :, None] == np.where(orphan, pts, -1)[:, None, :]).any(axis=2)
+    pick = np.argsort(~take, axis=1, kind="stable")[:, :c - 1]  # those, then nearest first
+    groups[i] = np.column_stack([seed, np.take_along_axis(nb, pick, axis=1)])
+    n_new[i] = orphan.sum(axis=1)
+    log.debug("%d pairs of groups merged", len(i))
+    return j
 
 
 def _resolve(groups: np.ndarray, new: np.ndarray) -> np.ndarray:

@@ -95,15 +95,18 @@ def test_gridsize_2_cover_needs_at_most_1_2_times_m_over_c(pattern, k):
     assert math.ceil(m / c) <= need <= 1.1 * math.ceil(m / c)  # bar 1.2; measured 1.01-1.07
 
 
-def test_gridsize_3_cover_of_a_raster_within_the_bar():
-    # The strips follow the raster's rows; spiral and random scans take 1.28 and 1.34
-    # (docs/strategies.md, "Bars not met").
+@pytest.mark.parametrize("pattern, most", [("raster", 1.1), ("spiral", 1.26), ("random", 1.3)])
+def test_gridsize_3_cover_size(pattern, most):
+    # Measured 1.057 / 1.252 / 1.287 x ceil(M/C): the raster within the bar (1.2), spiral
+    # and random not (docs/strategies.md, "Bars not met"). Without the look-ahead tie-break
+    # the three took 1.113 / 1.282 / 1.344, without the merging of small pairs 1.063 /
+    # 1.269 / 1.330, above these limits.
     from ptycho_cli.demo import scan_positions
     m, c = 10_000, 9
-    coords = scan_positions(m, "raster", step=1.0, rng=0)
+    coords = scan_positions(m, pattern, step=1.0, rng=0)
     need = min_groups_for_cover(coords, GroupingRequest(n_groups=1, group_size=c, neighbors=9,
                                                         rng=0))
-    assert math.ceil(m / c) <= need <= 1.2 * math.ceil(m / c)
+    assert math.ceil(m / c) <= need <= most * math.ceil(m / c)
 
 
 def test_more_than_the_cover_adds_default_draws():
