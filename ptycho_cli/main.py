@@ -2,6 +2,11 @@
 
 Errors are one line in the command's words (``--debug`` shows the
 traceback); anticipated problems with the input exit 2, failures of ours 1.
+
+Importing this module (and so :mod:`ptycho_cli`) imports no NumPy, SciPy or
+subcommand: the benchmarks' measuring children import ``ptycho_cli.bench``
+and friends, and should not pay for (or carry the memory of) every command.
+The commands are imported when the parser is built.
 """
 from __future__ import annotations
 
@@ -12,14 +17,7 @@ import sys
 import threading
 import warnings
 
-from tqdm.contrib.logging import logging_redirect_tqdm
-
-from ptycho_grouping import __version__
-
-from .commands import COMMANDS
-from .grouping import in_command_words
 from .options import COMMON_DEFAULTS, PROG, Parser, UsageError, common_options
-from .output import configure
 
 __all__ = ["main", "build_parser", "DESCRIPTION"]
 
@@ -33,6 +31,10 @@ EXPECTED_ERRORS = (UsageError, ValueError, TypeError, OSError, KeyError, ImportE
 
 def build_parser() -> Parser:
     """The command's parser: shared options on it and, through ``parents=``, on every subcommand."""
+    from ptycho_grouping import __version__
+
+    from .commands import COMMANDS
+
     common = common_options()
     parser = Parser(prog=PROG, description=DESCRIPTION, parents=[common])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -86,6 +88,11 @@ def main(argv=None) -> int:
 
 
 def _run(args) -> int:
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from .grouping import in_command_words
+    from .output import configure
+
     configure(args)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
