@@ -173,7 +173,8 @@ def _sweep_order(pos: np.ndarray, shift: float) -> np.ndarray:
     return np.argsort(2 * row + np.where(row % 2 == 1, 1 - pos[:, 0], pos[:, 0]), kind="stable")
 
 
-def _cover(index: NeighborIndex, k: int, c: int, limit: Optional[int], shift) -> np.ndarray:
+def _cover(index: NeighborIndex, k: int, c: int, limit: Optional[int],
+           shift: float) -> np.ndarray:
     """The greedy cover (module docstring): all of it, or its ``limit`` groups that bring
     the most new points."""
     # The command asks for the cover's size (suggested_groups) and then for the cover:
@@ -186,10 +187,11 @@ def _cover(index: NeighborIndex, k: int, c: int, limit: Optional[int], shift) ->
 
 
 #: Per neighbour index (dropped with it), its last cover: ``((K, C, shift), groups)``.
-_LAST_COVER: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_LAST_COVER = weakref.WeakKeyDictionary()
 
 
 def _full_cover(index: NeighborIndex, k: int, c: int, shift: float) -> np.ndarray:
+    """Every group of the cover, most new points first, read-only (kept in ``_LAST_COVER``)."""
     m = index.n_points
     pos = _unit_positions(index.coords)
     queue = _sweep_order(pos, shift)
