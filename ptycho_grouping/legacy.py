@@ -35,18 +35,21 @@ from __future__ import annotations
 import logging
 import math
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.spatial import cKDTree
 from tqdm import tqdm
 
 from . import legacy_cache
 from ._warnings import warn
 from .errors import ParameterDeprecationWarning, ParameterWarning
 from .hookspecs import hookimpl
-from .neighbors import NeighborIndex
+from .neighbors import NeighborIndex, kd_tree
 from .strategy import GroupingRequest, GroupingStrategy, Resolution
 from .validation import check_legacy_request
+
+if TYPE_CHECKING:
+    from scipy.spatial import cKDTree
 
 __all__ = ["LegacyGroupThenSample", "REMOVAL_VERSION", "neighbor_table", "sample_rows"]
 
@@ -73,9 +76,9 @@ def _deprecation() -> ParameterDeprecationWarning:
 DEPRECATION_MESSAGE = str(_deprecation())
 
 
-def _build_tree(points: np.ndarray) -> cKDTree:
+def _build_tree(points: np.ndarray) -> "cKDTree":
     """The old code's tree: balanced, built over every point (ties resolve as before)."""
-    return cKDTree(points)
+    return kd_tree(points)
 
 
 def neighbor_table(points, k: int) -> np.ndarray:

@@ -39,8 +39,8 @@ from dataclasses import asdict, dataclass
 from typing import Optional, Tuple
 
 import numpy as np
-from scipy.spatial import cKDTree
 
+from .neighbors import kd_tree
 from .validation import check_coords, check_scalar
 
 __all__ = ["GroupingMetrics", "METRICS_VERSION", "disc_overlap_fraction", "grouping_metrics"]
@@ -184,7 +184,7 @@ def _image_based(unique: np.ndarray, k: int, diameter: float) -> float:
     k = min(k, u - 1)
     # Unique positions are distinct, so each is the only one at distance 0
     # from itself: the query's first column is the point itself.
-    _, nn = cKDTree(unique).query(unique, k=k + 1)
+    _, nn = kd_tree(unique).query(unique, k=k + 1)
     nn = nn.reshape(u, k + 1)
     self_col = nn == np.arange(u)[:, None]
     # Should rounding ever order another point first, drop self by index.
@@ -196,7 +196,7 @@ def _image_based(unique: np.ndarray, k: int, diameter: float) -> float:
 
 def _group_to_group(centre: np.ndarray, diameter: float) -> float:
     b = centre.shape[0]
-    tree = cKDTree(centre)
+    tree = kd_tree(centre)
     # Ordered pairs within D, self included: sizes the blocks so that no
     # block holds more than _PAIR_BLOCK pairs.
     n_pairs = int(tree.count_neighbors(tree, diameter))
@@ -205,7 +205,7 @@ def _group_to_group(centre: np.ndarray, diameter: float) -> float:
     count = np.zeros(b, dtype=np.int64)
     for start in range(0, b, block):
         stop = min(b, start + block)
-        sub = cKDTree(centre[start:stop])
+        sub = kd_tree(centre[start:stop])
         pairs = sub.sparse_distance_matrix(tree, diameter, output_type="ndarray")
         i = pairs["i"].astype(np.intp) + start
         j = pairs["j"].astype(np.intp)

@@ -33,14 +33,17 @@ import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from .errors import InvalidParameterError
 from .validation import check_coords
 
-__all__ = ["NeighborIndex", "as_neighbor_index"]
+if TYPE_CHECKING:
+    from scipy.spatial import cKDTree
+
+__all__ = ["NeighborIndex", "as_neighbor_index", "kd_tree"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,14 @@ _WORKERS = os.cpu_count() or 1
 # squares of differences then neither overflow nor lose normal precision.
 _SAFE_EXPONENTS = (-400, 500)
 _TARGET_EXPONENT = 509
+
+
+def kd_tree(points: np.ndarray, **options) -> "cKDTree":
+    """``scipy.spatial.cKDTree(points, **options)``, SciPy imported on first use: its
+    import costs about 0.2 s, which every process that never searches (the command's
+    other subcommands, the cleaner, measuring children) would otherwise pay at start."""
+    from scipy.spatial import cKDTree
+    return cKDTree(points, **options)
 
 
 def distance_exponent(lo, hi) -> int:
@@ -283,7 +294,7 @@ class _DistinctTree:
         self.positions = pos[self.order[self.starts[:-1]]]
         self.size = self.starts[:-1]
         self.mult = np.diff(self.starts)
-        self.tree = cKDTree(self.positions)
+        self.tree = kd_tree(self.positions)
 
     def neighbors(self, pos: np.ndarray, seeds: np.ndarray, k: int) -> np.ndarray:
         """Exact (distance, index) order for ``seeds``: query enough distinct
@@ -379,7 +390,7 @@ class NeighborIndex:
             with self._lock:  # threads sharing a fresh index build it once
                 if self._tree is None:
                     log.debug("building cKDTree over %d points", self.n_points)
-                    self._tree = cKDTree(self._coords, balanced_tree=False,
+                    self._tree = kd_tree(self._coords, balanced_tree=False,
                                          compact_nodes=False)
         return self._tree
 
@@ -472,7 +483,7 @@ class NeighborIndex:
             else:  # scaled positions: a tree of their own
                 with self._lock:
                     if self._point_tree is None:
-                        self._point_tree = cKDTree(pos, balanced_tree=False,
+                        self._point_tree = kd_tree(pos, balanced_tree=False,
                                                    compact_nodes=False)
         q = min(self.n_points, k + 4)
         workers = -1 if seeds.size >= _PARALLEL_QUERY_MIN else 1
