@@ -50,6 +50,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
 
 
+# -- test processes (pytest-xdist; addopts has ``-n auto``) -----------------------------------
+
+def pytest_xdist_auto_num_workers(config):
+    """One test process per core, at most 4: the heaviest tests start Dask clusters of two
+    worker processes or search on every core themselves, and one writes 10 GiB."""
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else os.cpu_count() or 1))
+
+
 # -- the command, in-process ---------------------------------------------------------------
 
 class CliResult(NamedTuple):

@@ -6,6 +6,7 @@ from ptycho_cli import bench_io
 from ptycho_data.raw_data import RawData
 
 
+@pytest.mark.xdist_group("tiny_bench")  # one worker runs the shared session fixture
 def test_io_rows_time_the_grouped_output_and_a_copy_of_the_same_bytes(tiny_bench):
     # The I/O rows of the shared `bench --io --io-points 2000 --io-groups 300` (conftest.py).
     full_report, stdout, left = tiny_bench

@@ -85,6 +85,7 @@ def test_strategies_lists_both_builtins(tmp_path, cli):
     assert "built-in" in rows["sample_then_group"] and "deprecated" not in rows["sample_then_group"]
 
 
+@pytest.mark.xdist_group("tiny_bench")  # one worker runs the shared session fixture
 def test_tiny_bench_reports_every_strategy(tiny_bench):
     report, stdout, left = tiny_bench  # bench --sizes 1500 --e2e-N 8 --io ... (conftest.py)
     modes = {(r["strategy"], r["mode"], r["gridsize"]) for r in report["rows"]}

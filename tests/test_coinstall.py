@@ -26,7 +26,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
+# One test process runs this file: its builds share the checkout's build/ directory
+# (setuptools), and the wheels are built once for the module.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("wheels")]
 
 STANDIN_FILES = {
     "ptycho/__init__.py": "MARK = 'stand-in'\n",
