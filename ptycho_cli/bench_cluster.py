@@ -39,7 +39,7 @@ else:
     from ptycho_data.cluster_writer import worker_peak_memory, write_grouped_distributed
     start = time.perf_counter()
     with LocalCluster(n_workers=spec["workers"], threads_per_worker=1, processes=True,
-                      dashboard_address=None, memory_limit=spec["limit"]) as cluster, \
+                      dashboard_address=":0", memory_limit=spec["limit"]) as cluster, \
             Client(cluster) as client:
         result["startup_seconds"] = time.perf_counter() - start
         start = time.perf_counter()

@@ -84,8 +84,10 @@ def dask_client(args) -> Iterator[Optional[object]]:
     with contextlib.ExitStack() as stack:
         if local is not None:
             n = local or os.cpu_count() or 1
+            # ":0": the scheduler's HTTP server on a free port (None still tries 8787,
+            # and warns when another cluster holds it).
             cluster = stack.enter_context(_closing_quietly(LocalCluster(
-                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                 memory_limit=args.dask_memory_limit or "auto")))
             client = stack.enter_context(Client(cluster))
         elif args.dask.endswith(".json"):

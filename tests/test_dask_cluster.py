@@ -40,7 +40,7 @@ def same_as_npz(demo, store):
 def test_any_number_of_workers_and_chunk_size_gives_the_npz_output(demo, tmp_path, workers,
                                                                    chunk):
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster:
+                      dashboard_address=":0") as cluster:
         out = tmp_path / "g.zarr"
         assert group(demo / "demo.npz", "-o", out, *ARGS, "--dask", cluster.scheduler_address,
                      "--chunk-groups", chunk) == 0
@@ -64,7 +64,7 @@ def test_local_cluster_of_worker_processes_and_its_summary(demo, tmp_path, capsy
 def test_an_in_memory_input_travels_by_path_too(tmp_path):
     # The built-in demo is made in memory; the workers read it from a spilled .npy.
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster:
+                      dashboard_address=":0") as cluster:
         assert group("--points", 800, "-o", tmp_path / "d.zarr", "--groups", 100,
                      "--dask", cluster.scheduler_address) == 0
     assert group("--points", 800, "-o", tmp_path / "d.npz", "--groups", 100) == 0
@@ -113,7 +113,7 @@ def run_with_killer(demo, tmp_path, times, allowed_failures=3):
     out.parent.mkdir()
     with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}), \
             LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                         dashboard_address=None) as cluster, Client(cluster) as client:
+                         dashboard_address=":0") as cluster, Client(cluster) as client:
         client.register_plugin(KillAfterFirstBlock(marks, times))
         rc = group(demo / "demo.npz", "-o", out, *ARGS, "--dask", cluster.scheduler_address,
                    "--chunk-groups", 20)

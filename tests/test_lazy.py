@@ -143,7 +143,7 @@ def test_runs_on_a_local_cluster_with_two_worker_processes(tmp_path):
                 for kind, store in stores.items()}
         # Worker processes: the graph must survive pickling to run there.
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      dashboard_address=None) as cluster, \
+                                      dashboard_address=":0") as cluster, \
                 distributed.Client(cluster) as client:
             assert len(client.scheduler_info()["workers"]) == 2
             results = client.gather(client.compute(
