@@ -36,7 +36,8 @@ if spec["job"] == "single":
     result["seconds"] = time.perf_counter() - start
 else:
     from distributed import Client, LocalCluster
-    from ptycho_data.cluster_writer import worker_peak_memory, write_grouped_distributed
+    from ptycho_data.cluster_writer import write_grouped_distributed
+    from ptycho_cli.memory import worker_peak_kib
     start = time.perf_counter()
     with LocalCluster(n_workers=spec["workers"], threads_per_worker=1, processes=True,
                       dashboard_address=":0", memory_limit=spec["limit"]) as cluster, \
@@ -45,7 +46,7 @@ else:
         start = time.perf_counter()
         write_grouped_distributed(raw, spec["out"], raw.diff3d.shape[1], client=client, **kw)
         result["seconds"] = time.perf_counter() - start
-        result["worker_hwm_kib"] = [v["VmHWM"] for _, v in sorted(worker_peak_memory(client).items())]
+        result["worker_hwm_kib"] = [v["VmHWM"] for _, v in sorted(worker_peak_kib(client).items())]
 from ptycho_cli.memory import status_kib
 result["hwm_kib"] = status_kib("VmHWM")["VmHWM"]
 print(json.dumps(result))

@@ -118,7 +118,7 @@ def cluster_summary(args, client) -> List[str]:
     """Summary lines: the cluster used and each worker's peak resident memory."""
     if client is None:
         return []
-    from ptycho_data.cluster_writer import worker_peak_memory
+    from .memory import worker_peak_kib
     info = client.scheduler_info(n_workers=-1) if _takes_n_workers(client) else \
         client.scheduler_info()
     workers = info.get("workers", {})
@@ -127,7 +127,7 @@ def cluster_summary(args, client) -> List[str]:
              if len(limits) == 1 and None not in limits and 0 not in limits else "")
     lines = [f"cluster     {args.dask} ({len(workers)} workers{limit})"]
     try:
-        peaks = worker_peak_memory(client)
+        peaks = worker_peak_kib(client)
     except Exception:  # a worker gone meanwhile: the summary is not worth an error
         return lines
     values = [v.get("VmHWM", 0) / 1024 for _, v in sorted(peaks.items())]

@@ -1,6 +1,7 @@
 """What the benchmarks share: a measuring child process, and memory figures from ``/proc/self/status``.
 
-:func:`status_kib` is the one reader of that file in the command. ``resource.getrusage``'s
+:func:`status_kib` is the one reader of that file in the packages (in a Dask worker
+too, through :func:`worker_peak_kib`). ``resource.getrusage``'s
 ``ru_maxrss`` is not used for peaks: in a freshly started interpreter it
 still holds the peak of the process image it replaced (its parent's, at
 ``exec``), so a small child of a large parent reports the parent's size;
@@ -13,7 +14,7 @@ import subprocess
 import sys
 from typing import Dict
 
-__all__ = ["status_kib", "run_child"]
+__all__ = ["status_kib", "run_child", "worker_peak_kib"]
 
 
 def run_child(code: str, spec, what: str, env=None):
@@ -45,3 +46,9 @@ def status_kib(*fields: str) -> Dict[str, int]:
     except OSError:
         pass
     return found
+
+
+def worker_peak_kib(client) -> Dict[str, Dict[str, int]]:
+    """``{worker address: {"VmHWM": KiB, "VmRSS": KiB, "RssAnon": KiB}}`` for each
+    worker process of a ``dask.distributed`` client."""
+    return client.run(status_kib, "VmHWM", "VmRSS", "RssAnon")

@@ -52,7 +52,7 @@ from .provenance import output_records
 from .zarr_output import CHUNK_BYTES, aligned_groups, chunk_rows, create_array, open_group, \
     replaceable
 
-__all__ = ["write_grouped_distributed", "worker_peak_memory"]
+__all__ = ["write_grouped_distributed"]
 
 log = logging.getLogger(__name__)
 _COORD_KEYS = ("coords_nn", "coords_offsets", "coords_relative")
@@ -106,22 +106,6 @@ def _patches_task(obj_array, offsets_array, relative_array, out, start: int, sto
     block = np.moveaxis(patches.reshape(-1, c, N, N), 1, 3)
     out[start:stop] = block
     return block.nbytes
-
-
-def _peak_memory() -> dict:
-    """This process's peak and current resident memory (KiB), from /proc."""
-    status = {}
-    with contextlib.suppress(OSError), open("/proc/self/status") as fh:
-        for line in fh:
-            key, _, value = line.partition(":")
-            if key in ("VmHWM", "VmRSS", "RssAnon"):
-                status[key] = int(value.split()[0])
-    return status
-
-
-def worker_peak_memory(client) -> dict:
-    """``{worker address: {"VmHWM": KiB, ...}}``: each worker process's peak resident memory."""
-    return client.run(_peak_memory)
 
 
 # -- the client side ------------------------------------------------------------------
