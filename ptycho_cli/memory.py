@@ -10,11 +10,12 @@ still holds the peak of the process image it replaced (its parent's, at
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import sys
 from typing import Dict
 
-__all__ = ["status_kib", "run_child", "worker_peak_kib"]
+__all__ = ["status_kib", "peak_rss_mib", "run_child", "worker_peak_kib"]
 
 
 def run_child(code: str, spec, what: str, env=None):
@@ -52,3 +53,17 @@ def worker_peak_kib(client) -> Dict[str, Dict[str, int]]:
     """``{worker address: {"VmHWM": KiB, "VmRSS": KiB, "RssAnon": KiB}}`` for each
     worker process of a ``dask.distributed`` client."""
     return client.run(status_kib, "VmHWM", "VmRSS", "RssAnon")
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB: ``VmHWM``.
+
+    Without ``/proc``, ``ru_maxrss`` (KiB on Linux, bytes on macOS), which
+    in a command started from a large process (a notebook's ``!ptycho-group``)
+    can be that process's peak: see the module's docstring.
+    """
+    hwm = status_kib("VmHWM").get("VmHWM")
+    if hwm is not None:
+        return hwm / 1024
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss / 2**20 if sys.platform == "darwin" else maxrss / 1024

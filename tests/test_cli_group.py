@@ -2,6 +2,7 @@
 import os
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -29,6 +30,34 @@ def test_gridsize_3_works_with_the_default_k(data, cli):
                                                                    gridsize=3, seed=0)
     with np.load(data / "g3.npz") as npz:
         assert np.array_equal(npz["nn_indices"], expected)
+
+
+def test_peak_memory_is_the_commands_own_not_its_starters(tmp_path):
+    # A command started from a large process (a notebook's `!ptycho-group`): getrusage's
+    # ru_maxrss keeps the starter's peak across fork and exec, so the summary showed 1.5 GiB
+    # for a run that used a tenth of it. A real process: exec is what is tested.
+    starter = (
+        "import subprocess, sys\n"
+        "import numpy as np\n"
+        "held = np.ones(3 * 2**30 // 16)  # 1.5 GiB, touched\n"
+        "run = subprocess.run([sys.executable, '-m', 'ptycho_cli', 'group', '-o', 'g.npz',\n"
+        "                      '--points', '2000', '--probe-diameter', '2'],\n"
+        "                     capture_output=True, text=True, check=True)\n"
+        "print(run.stdout)\n")
+    out = subprocess.run([sys.executable, "-c", starter], cwd=tmp_path, capture_output=True,
+                         text=True, check=True).stdout
+    peak_mib = float(summary_field(out, "peak RSS").split()[0])
+    assert 20 < peak_mib < 768
+
+
+def test_peak_memory_without_proc_falls_back_to_getrusage(monkeypatch):
+    import resource
+    from ptycho_cli import memory
+    hwm_mib = memory.peak_rss_mib()
+    monkeypatch.setattr(memory, "status_kib", lambda *fields: {})  # no /proc
+    fallback = memory.peak_rss_mib()
+    # ru_maxrss (KiB here) is at least this process's own peak, VmHWM.
+    assert fallback == resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 >= hwm_mib > 10
 
 
 def test_default_groups_are_capped_at_the_points_with_a_note(data, cli):

@@ -1,7 +1,6 @@
 """``ptycho-group group``: group a dataset and stream the grouped arrays to a file."""
 from __future__ import annotations
 
-import resource
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from ..grouping import (
 )
 from ..cluster import add_dask_options, check_dask_flags, cluster_summary, dask_client
 from ..inputs import CXI_SUFFIXES, DEMO_POINTS, disk_bytes, open_input
+from ..memory import peak_rss_mib
 from ..metrics_text import metric_lines
 from ..options import UsageError, check_output_path, positive_int
 from ..output import note, summary, warning
@@ -112,11 +112,6 @@ def _check_suffix(args, out_path: Path) -> None:
                       f"{out_path} does not end in {' or '.join(expected)}")
 
 
-def _peak_rss_mib() -> float:
-    # ru_maxrss is in KiB on Linux: the process's peak resident memory so far.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _command_line(args, plan, out_format: str) -> str:
     """The command that writes this output again, every grouping value spelled out.
 
@@ -192,7 +187,7 @@ def run(args) -> int:
     for line in metric_lines(measured):
         summary(args, line)
     summary(args, f"time        {elapsed * 1e3:.1f} ms (grouping, gathering and writing)")
-    summary(args, f"peak RSS    {_peak_rss_mib():.0f} MiB (whole process)")
+    summary(args, f"peak RSS    {peak_rss_mib():.0f} MiB (whole process)")
     for line in cluster_lines:
         summary(args, line)
     summary(args, f"wrote       {out_path} ({disk_bytes(out_path) / 2**20:.1f} MiB)")
