@@ -9,7 +9,10 @@ what memory maps, HDF5 and Zarr read fastest and what keeps memory bounded.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import mmap
+import os
 
 import numpy as np
 
@@ -58,6 +61,8 @@ def gather_frames(store, indices, chunk_frames=None) -> np.ndarray:
     In-memory arrays use one ``np.take``. Other stores are read chunk by
     chunk over the sorted unique indices, so each needed frame is read once
     and at most ``chunk_frames`` frames are in flight besides the result.
+    Memory maps are read with ``preadv`` from the file they map (see
+    :func:`_mapped_file_reader`).
     """
     frame_bytes = max(1, int(np.prod(store.shape[1:])) * np.dtype(store.dtype).itemsize)
     chunk_frames = chunk_frames or max(1, min(CHUNK_FRAMES, CHUNK_BYTES // frame_bytes))
@@ -68,12 +73,106 @@ def gather_frames(store, indices, chunk_frames=None) -> np.ndarray:
     out = np.empty((indices.size, *store.shape[1:]), dtype=store.dtype)
     order = np.argsort(inverse, kind="stable")  # result rows grouped by unique frame
     bounds = np.searchsorted(inverse[order], np.arange(0, unique.size + chunk_frames, chunk_frames))
-    for i, start in enumerate(range(0, unique.size, chunk_frames)):
-        block = _read(store, unique[start:start + chunk_frames])
-        rows = order[bounds[i]:bounds[i + 1]]
-        out[rows] = block[inverse[rows] - start]
-        _release_mapped_pages(store)
+    with _mapped_file_reader(store) as read_rows:
+        for i, start in enumerate(range(0, unique.size, chunk_frames)):
+            block = read_rows(unique[start:start + chunk_frames])
+            rows = order[bounds[i]:bounds[i + 1]]
+            out[rows] = block[inverse[rows] - start]
     return out
+
+
+@contextlib.contextmanager
+def _mapped_file_reader(store):
+    """A function ``rows -> store[rows]`` (increasing, unique rows) for the duration.
+
+    A memory map whose frames are contiguous is read with ``preadv`` from the
+    file it maps: opened by name and checked against the inode
+    ``/proc/self/maps`` gives for the map, so that a file renamed over the
+    name meanwhile is not read instead. Reading through
+    the map faulted in whole read-around windows, mapped into this process:
+    on Linux 6 a scattered gather of 512 frames of 16 KiB grew the resident
+    set by 830 MiB, which Dask's nanny counts (workers paused and were
+    restarted over their memory limit), and on a cold page cache read 20x
+    more than the frames. Other stores, and maps this cannot open (not
+    Linux, a name that now holds another file, a copy-on-write map whose
+    pages may differ from the file), are
+    indexed, and a read-only map's faulted pages unmapped after each chunk.
+    """
+    fd = _open_mapped_file(store)
+    if fd is None:
+        def read_rows(rows):
+            block = _read(store, rows)
+            _release_mapped_pages(store)
+            return block
+        yield read_rows
+        return
+    try:
+        yield functools.partial(_pread_rows, fd, store)
+    finally:
+        os.close(fd)
+
+
+def _map_base(store) -> int:
+    """The address of the first byte of ``store``'s mmap."""
+    return np.frombuffer(store._mmap, dtype=np.uint8).ctypes.data
+
+
+def _open_mapped_file(store):
+    """A read-only descriptor of the file ``store`` maps, or None (see :func:`_mapped_file_reader`)."""
+    mm = getattr(store, "_mmap", None)
+    if (not isinstance(store, np.memmap) or mm is None or store.mode == "c"
+            or not store.filename or store.shape[0] == 0 or not store[:1].flags.c_contiguous):
+        return None
+    try:
+        fd = os.open(store.filename, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if os.fstat(fd).st_ino != _mapped_inode(_map_base(store)):
+        os.close(fd)  # another file has the name now, or no /proc to tell
+        return None
+    return fd
+
+
+def _mapped_inode(address: int):
+    """The inode of the file mapped at ``address``, from ``/proc/self/maps`` (None without it)."""
+    try:
+        with open("/proc/self/maps") as fh:
+            for line in fh:  # "start-end perms offset dev inode path"
+                start, _, rest = line.partition("-")
+                end, _, rest = rest.partition(" ")
+                if int(start, 16) <= address < int(end, 16):
+                    return int(rest.split(maxsplit=4)[3])  # perms offset dev inode
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _pread_rows(fd: int, store: np.memmap, rows: np.ndarray) -> np.ndarray:
+    """``store[rows]`` read from ``fd``, one ``preadv`` per run of adjacent rows."""
+    block = np.empty((rows.size, *store.shape[1:]), dtype=store.dtype)
+    if rows.size == 0:
+        return block
+    frame_bytes = block[0].nbytes
+    # The file offset of row 0: np.memmap maps from `offset` rounded down to
+    # the allocation granularity, and views keep their base's `offset`.
+    first = (store.offset - store.offset % mmap.ALLOCATIONGRANULARITY
+             + store.ctypes.data - _map_base(store))
+    stride = store.strides[0]
+    buffer = memoryview(block.reshape(rows.size, -1).view(np.uint8)).cast("B")
+    breaks = (np.flatnonzero(np.diff(rows) != 1) + 1 if stride == frame_bytes
+              else np.arange(1, rows.size))
+    starts, stops = np.r_[0, breaks], np.r_[breaks, rows.size]
+    # Plain ints, computed at once: this loop is the hot path for small frames.
+    for position, a, b in zip((first + rows[starts] * stride).tolist(),
+                              (starts * frame_bytes).tolist(), (stops * frame_bytes).tolist()):
+        got = os.preadv(fd, [buffer[a:b]], position)
+        while got < b - a:  # a short read: rare, but allowed
+            more = os.preadv(fd, [buffer[a + got:b]], position + got)
+            if more == 0:
+                raise OSError(f"{store.filename} ended before row {rows[(a + got) // frame_bytes]} of "
+                              f"the patterns it maps (truncated while being read?)")
+            got += more
+    return block
 
 
 def _release_mapped_pages(store) -> None:
