@@ -16,8 +16,9 @@ rows against those times the normalisation of all groups.
 The same grouping in memory (``RawData.from_file`` loads the patterns and
 ``generate_grouped_data`` holds the whole output) runs under the same limit
 as a control: it must fail, which shows the limit is real.
-Peak RSS (``VmHWM``) is reported too; it includes the clean pages of the
-store mapping that the kernel keeps resident and may drop at any time.
+Peak RSS (``VmHWM``) is reported too; it includes any clean pages of the
+store mapping that are resident (the gather reads the store with ``preadv``,
+so few are).
 """
 from __future__ import annotations
 
