@@ -118,7 +118,10 @@ def _map_base(store) -> int:
 
 
 def _open_mapped_file(store):
-    """A read-only descriptor of the file ``store`` maps, or None (see :func:`_mapped_file_reader`)."""
+    """A read-only descriptor of the file ``store`` maps, or None.
+
+    None when it cannot be read that way (see :func:`_mapped_file_reader`).
+    """
     mm = getattr(store, "_mmap", None)
     if (not isinstance(store, np.memmap) or mm is None or store.mode == "c"
             or not store.filename or store.shape[0] == 0 or not store[:1].flags.c_contiguous):
@@ -148,10 +151,11 @@ def _mapped_inode(address: int):
 
 
 def _pread_rows(fd: int, store: np.memmap, rows: np.ndarray) -> np.ndarray:
-    """``store[rows]`` read from ``fd``, one ``preadv`` per run of adjacent rows."""
+    """``store[rows]`` (rows increasing, at least one) read from ``fd``.
+
+    One ``preadv`` per run of adjacent rows.
+    """
     block = np.empty((rows.size, *store.shape[1:]), dtype=store.dtype)
-    if rows.size == 0:
-        return block
     frame_bytes = block[0].nbytes
     # The file offset of row 0: np.memmap maps from `offset` rounded down to
     # the allocation granularity, and views keep their base's `offset`.
@@ -169,8 +173,9 @@ def _pread_rows(fd: int, store: np.memmap, rows: np.ndarray) -> np.ndarray:
         while got < b - a:  # a short read: rare, but allowed
             more = os.preadv(fd, [buffer[a + got:b]], position + got)
             if more == 0:
-                raise OSError(f"{store.filename} ended before row {rows[(a + got) // frame_bytes]} of "
-                              f"the patterns it maps (truncated while being read?)")
+                row = rows[(a + got) // frame_bytes]
+                raise OSError(f"{store.filename} ended before row {row} of the patterns "
+                              f"it maps (truncated while being read?)")
             got += more
     return block
 

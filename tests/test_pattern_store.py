@@ -320,6 +320,21 @@ def test_a_map_is_read_from_its_own_file_after_its_path_is_replaced(tmp_path):
     assert np.array_equal(pattern_store.gather_frames(store, idx), mapped[idx])
 
 
+def test_a_map_whose_file_was_removed_is_still_gathered_from_the_map(tmp_path):
+    # The name opens nothing; the map still holds the file's pages.
+    mapped = np.random.default_rng(3).random((50, 4, 4))
+    np.save(tmp_path / "d.npy", mapped)
+    store = np.load(tmp_path / "d.npy", mmap_mode="r")
+    os.unlink(tmp_path / "d.npy")
+    idx = np.array([49, 0, 0, 12])
+    assert pattern_store._open_mapped_file(store) is None
+    assert np.array_equal(pattern_store.gather_frames(store, idx), mapped[idx])
+
+
+def test_an_address_nothing_maps_has_no_inode():
+    assert pattern_store._mapped_inode(0) is None
+
+
 def test_a_file_truncated_under_its_map_is_an_error_naming_it(tmp_path):
     # Through the map, the same read is a SIGBUS that kills the process.
     np.save(tmp_path / "d.npy", np.ones((100, 8, 8)))
