@@ -44,8 +44,8 @@ SLOW_ELSEWHERE = (
 )
 
 
-#: The longest test (writes about 6 GB with a Dask cluster; 16 s alone, up to 47 s beside
-#: other tests): started first, so that the suite does not wait for it at the end.
+#: The longest test (a 2-worker Dask cluster writes about 6 GB; 25-36 s alone, depending
+#: on the disk): started first, so that the suite does not wait for it at the end.
 FIRST = "tests/test_dask_cluster.py::test_two_workers_of_512_mib_group_a_store_four_times_larger"
 
 
@@ -60,7 +60,7 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_xdist_auto_num_workers(config):
     """One test process per core, at most 4: the heaviest tests start Dask clusters of two
-    worker processes or search on every core themselves, and one writes 10 GiB."""
+    worker processes or search on every core themselves, and one writes 6 GiB."""
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                       else os.cpu_count() or 1))
 
