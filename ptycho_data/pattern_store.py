@@ -88,15 +88,15 @@ def _mapped_file_reader(store):
     A memory map whose frames are contiguous is read with ``preadv`` from the
     file it maps: opened by name and checked against the inode
     ``/proc/self/maps`` gives for the map, so that a file renamed over the
-    name meanwhile is not read instead. Reading through
-    the map faulted in whole read-around windows, mapped into this process:
-    on Linux 6 a scattered gather of 512 frames of 16 KiB grew the resident
-    set by 830 MiB, which Dask's nanny counts (workers paused and were
-    restarted over their memory limit), and on a cold page cache read 20x
-    more than the frames. Other stores, and maps this cannot open (not
-    Linux, a name that now holds another file, a copy-on-write map whose
-    pages may differ from the file), are
-    indexed, and a read-only map's faulted pages unmapped after each chunk.
+    name meanwhile is not read instead. Reading through the map faulted in
+    whole read-around windows, mapped into this process: on Linux 6 a
+    scattered gather of 512 frames of 16 KiB grew the resident set by
+    830 MiB, which Dask's nanny counts (workers paused and were restarted
+    over their memory limit), and on a cold page cache read 20x more than
+    the frames. Other stores, and maps this cannot open (not Linux, a name
+    that now holds another file, a copy-on-write map whose pages may differ
+    from the file), are indexed, and a read-only map's faulted pages
+    unmapped after each chunk.
     """
     fd = _open_mapped_file(store)
     if fd is None:
@@ -107,7 +107,11 @@ def _mapped_file_reader(store):
         yield read_rows
         return
     try:
-        yield functools.partial(_pread_rows, fd, store)
+        # The file offset of row 0: np.memmap maps from `offset` rounded down to the
+        # allocation granularity, and views keep their base's `offset`.
+        first = (store.offset - store.offset % mmap.ALLOCATIONGRANULARITY
+                 + store.ctypes.data - _map_base(store))
+        yield functools.partial(_pread_rows, fd, store, first)
     finally:
         os.close(fd)
 
@@ -122,8 +126,8 @@ def _open_mapped_file(store):
 
     None when it cannot be read that way (see :func:`_mapped_file_reader`).
     """
-    mm = getattr(store, "_mmap", None)
-    if (not isinstance(store, np.memmap) or mm is None or store.mode == "c"
+    if (not isinstance(store, np.memmap) or getattr(store, "_mmap", None) is None
+            or store.mode == "c"
             or not store.filename or store.shape[0] == 0 or not store[:1].flags.c_contiguous):
         return None
     try:
@@ -150,17 +154,14 @@ def _mapped_inode(address: int):
     return None
 
 
-def _pread_rows(fd: int, store: np.memmap, rows: np.ndarray) -> np.ndarray:
-    """``store[rows]`` (rows increasing, at least one) read from ``fd``.
+def _pread_rows(fd: int, store: np.memmap, first: int, rows: np.ndarray) -> np.ndarray:
+    """``store[rows]`` (rows increasing, at least one) read from ``fd``, where row 0
+    starts at offset ``first``.
 
     One ``preadv`` per run of adjacent rows.
     """
     block = np.empty((rows.size, *store.shape[1:]), dtype=store.dtype)
     frame_bytes = block[0].nbytes
-    # The file offset of row 0: np.memmap maps from `offset` rounded down to
-    # the allocation granularity, and views keep their base's `offset`.
-    first = (store.offset - store.offset % mmap.ALLOCATIONGRANULARITY
-             + store.ctypes.data - _map_base(store))
     stride = store.strides[0]
     buffer = memoryview(block.reshape(rows.size, -1).view(np.uint8)).cast("B")
     breaks = (np.flatnonzero(np.diff(rows) != 1) + 1 if stride == frame_bytes

@@ -7,6 +7,9 @@ import pytest
 
 from grouped_outputs import assert_same_arrays, npz_arrays, zarr_arrays
 from ptycho_cli import main
+from ptycho_data.grouped_writer import streamed_scale
+from ptycho_data.pattern_store import gather_frames
+from ptycho_data.raw_data import RawData
 
 pytest.importorskip("zarr")
 distributed = pytest.importorskip("distributed")
@@ -164,9 +167,6 @@ def test_two_workers_of_512_mib_group_a_store_four_times_larger(tmp_path):
     # The oracle is the store itself, read in chunks (bounded memory), not the NPZ writer's
     # output: that cost another 4.2 GB written and read back. Equality with the NPZ
     # writer, key by key and bit by bit, is what the tests above check on the demo.
-    from ptycho_data.grouped_writer import streamed_scale
-    from ptycho_data.pattern_store import gather_frames
-    from ptycho_data.raw_data import RawData
     source = RawData.from_file(store, mmap=True)
     nn = source.group_indices(N, K=7, nsamples=groups, seed=1, gridsize=2)
     got = zarr.open_group(str(tmp_path / "g.zarr"), mode="r")
@@ -180,6 +180,8 @@ def test_two_workers_of_512_mib_group_a_store_four_times_larger(tmp_path):
     offsets = got["coords_offsets"][:]
     assert np.allclose(offsets, coords_nn.mean(axis=3, keepdims=True), rtol=0, atol=1e-9)
     assert np.array_equal(got["coords_relative"][:], -(coords_nn - offsets))  # DESIGN.md
+    for key in ("nn", "offsets", "relative"):  # no start coordinates: they are the positions
+        assert np.array_equal(got[f"coords_start_{key}"][:], got[f"coords_{key}"][:]), key
     scale = np.float32(streamed_scale(source, nn, N, 256))
     for start in range(0, groups, 2048):  # bounded memory
         rows = nn[start:start + 2048]

@@ -355,7 +355,7 @@ def _reset_peak_rss() -> bool:
 
 def test_a_scattered_gather_does_not_map_the_file_into_memory(tmp_path):
     # Through the map, Linux 6 faulted in whole read-around windows: 128 scattered
-    # 16 KiB frames of this 256 MiB file raised the peak resident set by ~200 MiB
+    # 16 KiB frames of this 256 MiB file raised the peak resident set by ~145 MiB
     # (which Dask's nanny counts against a worker's limit). The result is 2 MiB.
     from ptycho_cli.memory import status_kib
     frames = 16384
